@@ -1,0 +1,215 @@
+"""The training loop: one small class that runs epochs and calls callbacks.
+
+The learner owns the recurrent state between batches: it passes ``state`` to
+the model, takes the new state back and detaches it (truncated BPTT: values
+flow across batches, gradients stop at the boundary). Everything else (state
+resets, AR/TAR, clipping, schedules, printing) is a callback.
+
+No ``.item()`` per batch: losses and correct counts are summed on the device
+and read once per epoch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from looplm.callbacks import EVENTS, Callback, OneCycleScheduler, ResetState
+from looplm.data.batching import StreamBatches
+from looplm.errors import LooplmError
+from looplm.schedule import OneCycle
+from looplm.state import detach_state
+
+
+def lm_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy: logits (..., vocab), targets (...)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def returns_activations(model: nn.Module) -> bool:
+    return "return_activations" in inspect.signature(model.forward).parameters
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    valid_loss: float
+    accuracy: float
+    perplexity: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def default_adam(params: list[dict], lr: float, wd: float) -> torch.optim.Optimizer:
+    """Adam with decoupled weight decay and fastai's defaults (betas 0.9/0.99, eps 1e-5)."""
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=wd)
+
+
+def param_groups(model: nn.Module, wd: float) -> list[dict]:
+    """Weight decay on everything but the biases of layers with a ``bias`` (fastai's
+    ``wd_bn_bias=False``); recurrent layers' ``bias_ih_l*`` are decayed, as in fastai."""
+    no_wd = {id(m.bias) for m in model.modules() if isinstance(getattr(m, "bias", None), nn.Parameter)}
+    decay, plain = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (plain if id(p) in no_wd else decay).append(p)
+    return [{"params": decay, "weight_decay": wd}, {"params": plain, "weight_decay": 0.0}]
+
+
+TABLE_HEADER = f"{'epoch':<7}{'train_loss':<12}{'valid_loss':<12}{'accuracy':<10}{'perplexity':<12}time"
+
+
+def format_row(m: EpochMetrics) -> str:
+    """One line of the fastai-style table."""
+    minutes, seconds = divmod(int(round(m.seconds)), 60)
+    return (f"{m.epoch:<7}{m.train_loss:<12.6f}{m.valid_loss:<12.6f}{m.accuracy:<10.6f}"
+            f"{m.perplexity:<12.4f}{minutes:02d}:{seconds:02d}")
+
+
+class Learner:
+    """Train ``model`` on stream batches. ``log`` receives the table's lines."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: StreamBatches,
+        valid: StreamBatches,
+        *,
+        wd: float = 0.01,
+        cbs: Iterable[Callback] = (),
+        device: torch.device | str = "cpu",
+        loss_fn: Callable[[Tensor, Tensor], Tensor] = lm_cross_entropy,
+        log: Callable[[str], None] | None = print,
+        progress: bool = True,
+    ):
+        layout = getattr(model, "layout", "every")
+        if train.layout != layout or valid.layout != layout:
+            raise LooplmError(f"the model reads {layout!r} batches, the data is laid out as {train.layout!r}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.train, self.valid = train.to(self.device), valid.to(self.device)
+        self.wd, self.loss_fn, self.log, self.progress = wd, loss_fn, log, progress
+        self.cbs: list[Callback] = sorted([ResetState(), *cbs], key=lambda cb: cb.order)
+        self.opt: torch.optim.Optimizer | None = None
+        self.state = None
+        self.loss_grad: Tensor | None = None
+        self.activations: tuple[Tensor, Tensor] | None = None
+        self.history: list[EpochMetrics] = []
+        self.train_iter = self.total_iters = self.epoch = 0
+
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+
+    # -- events -------------------------------------------------------------
+    def _event(self, name: str, cbs: Sequence[Callback]) -> None:
+        for cb in cbs:
+            handler = getattr(cb, name, None)
+            if handler is not None:
+                handler(self)
+
+    def _handlers(self, cbs: Sequence[Callback]) -> dict[str, list[Callback]]:
+        return {e: [cb for cb in cbs if hasattr(cb, e)] for e in EVENTS}
+
+    # -- fitting ------------------------------------------------------------
+    def fit(self, n_epochs: int, lr: float, wd: float | None = None, cbs: Iterable[Callback] = ()) -> list[EpochMetrics]:
+        """Train ``n_epochs`` at learning rate ``lr`` (callbacks may schedule it)."""
+        if n_epochs < 1:
+            raise LooplmError(f"the number of epochs must be at least 1, got {n_epochs}")
+        if not lr > 0:
+            raise LooplmError(f"the learning rate must be positive, got {lr}")
+        cbs = sorted([*self.cbs, *cbs], key=lambda cb: cb.order)
+        needs_act = any(cb.needs_activations for cb in cbs)
+        if needs_act and not returns_activations(self.model):
+            raise LooplmError(
+                f"AR/TAR need a model that returns its activations; {type(self.model).__name__} does not "
+                "(use lm7 or awd-lstm, or set alpha and beta to 0)"
+            )
+        wd = self.wd if wd is None else wd
+        self.opt = default_adam(param_groups(self.model, wd), lr, wd)
+        self.total_iters, self.train_iter = n_epochs * len(self.train), 0
+        handlers = self._handlers(cbs)
+        self._say(TABLE_HEADER)
+        self._event("before_fit", handlers["before_fit"])
+        for self.epoch in range(n_epochs):
+            start = time.perf_counter()
+            self._event("before_epoch", handlers["before_epoch"])
+            train_loss = self._train_epoch(handlers, needs_act)
+            self._event("before_validate", handlers["before_validate"])
+            valid_loss, accuracy = self.validate()
+            self.history.append(
+                EpochMetrics(self.epoch, train_loss, valid_loss, accuracy, math.exp(min(valid_loss, 700.0)),
+                             time.perf_counter() - start)
+            )
+            self._say(format_row(self.history[-1]))
+            self._event("after_epoch", handlers["after_epoch"])
+        self._event("after_fit", handlers["after_fit"])
+        return self.history
+
+    def fit_one_cycle(
+        self,
+        n_epochs: int,
+        lr_max: float,
+        wd: float | None = None,
+        moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        cbs: Iterable[Callback] = (),
+    ) -> list[EpochMetrics]:
+        """fastai's one-cycle policy (see :class:`looplm.schedule.OneCycle`)."""
+        schedule = OneCycle(lr_max, div, div_final, pct_start, moms)
+        return self.fit(n_epochs, lr_max, wd, [OneCycleScheduler(schedule), *cbs])
+
+    def _train_epoch(self, handlers: dict[str, list[Callback]], needs_act: bool) -> float:
+        self.model.train()
+        self._event("before_train", handlers["before_train"])
+        loss_sum = torch.zeros((), device=self.device)
+        batches = tqdm(range(len(self.train)), desc=f"epoch {self.epoch}", leave=False,
+                       disable=not self.progress, mininterval=0.5)
+        for k in batches:
+            x, y = self.train.batch(k)
+            self._event("before_batch", handlers["before_batch"])
+            if needs_act:
+                logits, state, self.activations = self.model(x, self.state, return_activations=True)
+            else:
+                logits, state = self.model(x, self.state)
+            loss = self.loss_fn(logits, y)
+            self.loss_grad = loss
+            self._event("after_loss", handlers["after_loss"])
+            self.opt.zero_grad(set_to_none=True)
+            self.loss_grad.backward()
+            self._event("before_step", handlers["before_step"])
+            self.opt.step()
+            self.state = detach_state(state)
+            loss_sum += loss.detach()
+            self.train_iter += 1
+            self._event("after_batch", handlers["after_batch"])
+        self.activations = None
+        return (loss_sum / len(self.train)).item()
+
+    @torch.no_grad()
+    def validate(self, data: StreamBatches | None = None) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over every target of ``data`` (default: valid)."""
+        data = self.valid if data is None else data.to(self.device)
+        self.model.eval()
+        state = None
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        for x, y in data:
+            logits, state = self.model(x, state)
+            loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+            correct += (logits.argmax(-1) == y).sum()
+        n = data.n_targets
+        return (loss_sum / n).item(), (correct / n).item()

@@ -1,0 +1,62 @@
+"""One registry: model name -> class, config, batch layout, and the chapter's name for it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from looplm.errors import LooplmError
+from looplm.models.chapter_rnn import LMModel1, LMModel2, LMModel3, LMModel4
+from looplm.models.chapter_stacked import LMModel5, LModel6, LModel7
+from looplm.models.config import ChapterLMConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[Any], nn.Module]
+    config_cls: type
+    layout: str
+    title: str
+    fixed_sl: int | None = None  # lm1 reads exactly 3 tokens
+
+    def make_config(self, vocab_sz: int, **overrides: Any) -> Any:
+        config = self.config_cls(vocab_sz=vocab_sz, **overrides)
+        validate = getattr(config, "validate", None)
+        if validate is not None:
+            validate()
+        return config
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("lm1", LMModel1, ChapterLMConfig, "last", "LMModel1", fixed_sl=3),
+        ModelSpec("lm2", LMModel2, ChapterLMConfig, "last", "LMModel2"),
+        ModelSpec("lm3", LMModel3, ChapterLMConfig, "last", "LMModel3"),
+        ModelSpec("lm4", LMModel4, ChapterLMConfig, "every", "LMModel4"),
+        ModelSpec("lm5", LMModel5, ChapterLMConfig, "every", "LMModel5"),
+        ModelSpec("lm6", LModel6, ChapterLMConfig, "every", "LModel6"),
+        ModelSpec("lm7", LModel7, ChapterLMConfig, "every", "LModel7"),
+    )
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise LooplmError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}") from None
+
+
+def build_model(name: str, vocab_sz: int, **overrides: Any) -> nn.Module:
+    """A fresh model by registry name, e.g. ``build_model("lm7", 30, n_hidden=64)``."""
+    spec = model_spec(name)
+    return spec.build(spec.make_config(vocab_sz, **overrides))
+
+
+def config_dict(model: nn.Module) -> dict[str, Any]:
+    return dataclasses.asdict(model.config)
