@@ -30,6 +30,10 @@ EVENTS = (
 )
 
 
+class CancelFit(Exception):
+    """Raised by a callback to end training early (the LR finder does when the loss diverges)."""
+
+
 class Callback:
     order = 0
     needs_activations = False  # ask the model for (raw, dropped) activations while training

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from looplm.callbacks import EVENTS, Callback, OneCycleScheduler, ResetState
+from looplm.callbacks import EVENTS, Callback, CancelFit, OneCycleScheduler, ResetState
 from looplm.data.batching import StreamBatches
 from looplm.errors import LooplmError
 from looplm.schedule import OneCycle
@@ -142,6 +142,14 @@ class Learner:
         handlers = self._handlers(cbs)
         self._say(TABLE_HEADER)
         self._event("before_fit", handlers["before_fit"])
+        try:
+            self._fit_epochs(n_epochs, handlers, needs_act)
+        except CancelFit:
+            pass
+        self._event("after_fit", handlers["after_fit"])
+        return self.history
+
+    def _fit_epochs(self, n_epochs: int, handlers: dict[str, list[Callback]], needs_act: bool) -> None:
         for self.epoch in range(n_epochs):
             start = time.perf_counter()
             self._event("before_epoch", handlers["before_epoch"])
@@ -154,8 +162,6 @@ class Learner:
             )
             self._say(format_row(self.history[-1]))
             self._event("after_epoch", handlers["after_epoch"])
-        self._event("after_fit", handlers["after_fit"])
-        return self.history
 
     def fit_one_cycle(
         self,

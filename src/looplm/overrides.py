@@ -22,10 +22,13 @@ def _convert(raw: str, kind: Any, key: str) -> Any:
         raise LooplmError(f"{key}={raw!r}: expected a value of type {kind.__name__}") from None
 
 
-def parse_overrides(config_cls: type, pairs: Iterable[str]) -> dict[str, Any]:
-    """``["n_hidden=128", "p=0.3"]`` -> ``{"n_hidden": 128, "p": 0.3}``, checked against the dataclass."""
+def parse_overrides(config_cls: type, pairs: Iterable[str], fixed: tuple[str, ...] = ("vocab_sz",)) -> dict[str, Any]:
+    """``["n_hidden=128", "p=0.3"]`` -> ``{"n_hidden": 128, "p": 0.3}``, checked against the dataclass.
+
+    Names in ``fixed`` come from the data, not the user (the vocab size).
+    """
     hints = typing.get_type_hints(config_cls)
-    fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    fields = {f.name for f in dataclasses.fields(config_cls) if f.init and f.name not in fixed}
     parsed: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")

@@ -86,11 +86,14 @@ def stream_batches(
     layout: Layout = "every",
     rank: int = 0,
     world_size: int = 1,
+    group: bool = True,
 ) -> StreamBatches:
     """Lay ``tokens`` (N,) into ``bs`` rows of full batches; see the module diagram.
 
     ``bs`` is the global batch size; rank ``rank`` of ``world_size`` gets its
-    ``bs // world_size`` rows.
+    ``bs // world_size`` rows. ``group=False`` puts consecutive samples in each
+    batch instead (batch k, row j is sample ``k*bs + j``: the chapter's data for
+    the stateless LMModel1-2, whose rows do not continue across batches).
     """
     if layout not in LAYOUTS:
         raise LooplmError(f"unknown batch layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
@@ -115,8 +118,16 @@ def stream_batches(
         targets = tokens[1 : used + 1].view(bs, per_row * sl)
     else:
         targets = tokens[sl : used + 1 : sl].view(bs, per_row)
+    if not group:
+        inputs, targets = _consecutive(inputs, bs, sl), _consecutive(targets, bs, sl if layout == "every" else 1)
     rows = slice(rank * bs // world_size, (rank + 1) * bs // world_size)
     return StreamBatches(inputs[rows], targets[rows], sl, layout)
+
+
+def _consecutive(grouped: Tensor, bs: int, width: int) -> Tensor:
+    """Reorder (bs, m*width) so that batch k, row j holds sample k*bs + j."""
+    samples = grouped.reshape(-1, width)  # (bs*m, width): samples in stream order
+    return samples.view(-1, bs, width).transpose(0, 1).reshape(bs, -1)
 
 
 def split_stream(tokens: Tensor, sl: int, valid_pct: float) -> tuple[Tensor, Tensor]:

@@ -32,11 +32,11 @@ class Corpus:
         return split_stream(self.tokens, sl, self.valid_pct)
 
     def batches(self, bs: int, sl: int, layout: str, valid_bs: int | None = None,
-                rank: int = 0, world_size: int = 1) -> tuple[StreamBatches, StreamBatches]:
+                rank: int = 0, world_size: int = 1, group: bool = True) -> tuple[StreamBatches, StreamBatches]:
         """Train and valid batches of this corpus (see :func:`stream_batches`)."""
         train, valid = self.split(sl)
-        return (stream_batches(train, bs, sl, layout, rank, world_size),
-                stream_batches(valid, valid_bs or bs, sl, layout, rank, world_size))
+        return (stream_batches(train, bs, sl, layout, rank, world_size, group),
+                stream_batches(valid, valid_bs or bs, sl, layout, rank, world_size, group))
 
     @property
     def n_tokens(self) -> int:

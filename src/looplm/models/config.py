@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from looplm.errors import LooplmError
+
 
 @dataclass
 class ChapterLMConfig:
@@ -19,3 +21,9 @@ class ChapterLMConfig:
     n_layers: int = 2
     p: float = 0.4
     fast: bool = True
+
+    def validate(self) -> None:
+        if self.n_hidden < 1 or self.n_layers < 1:
+            raise LooplmError(f"n_hidden and n_layers must be at least 1, got {self.n_hidden}, {self.n_layers}")
+        if not 0.0 <= self.p < 1.0:
+            raise LooplmError(f"the dropout p must be in [0, 1), got {self.p}")

@@ -1,0 +1,35 @@
+"""``looplm``: the entry point. Usage errors and bad input end with one line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+from looplm.cli import data_cmd, lr_find_cmd, reproduce_cmd, train_cmd
+from looplm.cli.common import OneLineParser
+from looplm.errors import LooplmError
+
+COMMANDS = (data_cmd, train_cmd, reproduce_cmd, lr_find_cmd)
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="looplm", description="Recurrent language models from scratch, trained with truncated BPTT.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except LooplmError as err:
+        print(f"looplm: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("looplm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""``looplm reproduce chapter12 [--seed S | --seeds 0,1,2] [--out DIR]``."""
+
+from __future__ import annotations
+
+from looplm.cli.common import add_device_flag, seed_list
+from looplm.reproduce.chapter12 import reproduce_chapter12
+from looplm.reproduce.report import write_report
+from looplm.rundir import prepare_out_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reproduce", help="reproduce a published result and write a report")
+    p.add_argument("target", choices=["chapter12"], help="what to reproduce")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="one seed (default 0)")
+    seeds.add_argument("--seeds", type=seed_list, help="several seeds, e.g. 0,1,2: the report gives mean ± std")
+    p.add_argument("--out", default="runs/chapter12", help="directory for REPORT.md and its figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_flag(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    out = prepare_out_dir(args.out)
+    seeds = args.seeds or [args.seed]
+    result = reproduce_chapter12(seeds, device=args.device, progress=not args.quiet)
+    print(f"report: {write_report(result, out)}")
+    return 0

@@ -1,0 +1,45 @@
+"""``looplm train --data D --model M --epochs N --lr LR ... --out RUNDIR``."""
+
+from __future__ import annotations
+
+from looplm.cli.common import add_device_flag, positive_float, positive_int
+from looplm.models.registry import MODELS, model_spec
+from looplm.overrides import parse_overrides
+from looplm.training import TrainConfig, train
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model and save a run directory")
+    p.add_argument("--data", default="human-numbers", help="data source (default: human-numbers)")
+    p.add_argument("--model", default="lm7", help=f"one of {', '.join(MODELS)} (default: lm7)")
+    p.add_argument("--epochs", type=positive_int, default=15)
+    p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one cycle")
+    p.add_argument("--wd", type=float, default=0.01, help="decoupled weight decay (default: 0.01)")
+    p.add_argument("--bs", type=positive_int, default=64, help="rows of the stream per batch")
+    p.add_argument("--sl", type=positive_int, default=16, help="tokens per row per batch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alpha", type=float, default=0.0, help="AR: activation regularisation (lm7: 2)")
+    p.add_argument("--beta", type=float, default=0.0, help="TAR: temporal activation regularisation (lm7: 1)")
+    p.add_argument("--clip", type=positive_float, default=None, help="clip the gradient norm to this")
+    p.add_argument("--moms", type=float, nargs=3, default=(0.95, 0.85, 0.95), metavar=("START", "MID", "END"),
+                   help="beta1 cycle of the one-cycle schedule")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="a model setting, e.g. --set n_hidden=128 --set p=0.3 (repeatable)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+    add_device_flag(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    spec = model_spec(args.model)
+    cfg = TrainConfig(
+        data=args.data, model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs, sl=args.sl,
+        seed=args.seed, alpha=args.alpha, beta=args.beta, clip=args.clip, moms=tuple(args.moms),
+        device=args.device, model_config=parse_overrides(spec.config_cls, args.overrides),
+    )
+    result = train(cfg, out=args.out, log=None if args.quiet else print, progress=not args.quiet)
+    last = result.learner.history[-1]
+    if not args.quiet:
+        print(f"saved {args.out} (valid loss {last.valid_loss:.4f}, accuracy {last.accuracy:.4f})")
+    return 0

@@ -1,0 +1,101 @@
+"""The chapter's seven models with the chapter's settings, over one or more seeds.
+
+Settings are the chapter's: bs 64, n_hidden 64, sl 3 (lm1-lm3) or 16, its
+epochs and learning rates, fastai's default wd 0.01 (0.1 for LModel7), and
+LModel7 trained as ``TextLearner`` does (AR alpha=2, TAR beta=1, beta1 cycled
+0.8 -> 0.7 -> 0.8, dropout 0.4).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from looplm.data.sources import load_corpus
+from looplm.evaluate import error_analysis, predict_stream
+from looplm.training import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class ChapterRun:
+    model: str
+    title: str
+    epochs: int
+    lr: float
+    sl: int
+    book: float  # final valid accuracy printed in the book
+    fastai_cpu: float  # mean final valid accuracy of fastai 2.8.12 on a 2-core CPU, seeds 0, 1, 2
+    wd: float = 0.01
+    moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
+    alpha: float = 0.0
+    beta: float = 0.0
+    group: bool = True  # the chapter groups samples into continuing rows from LMModel3 on
+
+    def config(self, seed: int, device: str) -> TrainConfig:
+        return TrainConfig(
+            data="human-numbers", model=self.model, epochs=self.epochs, lr=self.lr, wd=self.wd, bs=64, sl=self.sl,
+            seed=seed, alpha=self.alpha, beta=self.beta, moms=self.moms, device=device, group=self.group,
+            model_config={"n_hidden": 64, "n_layers": 2, "p": 0.4},
+        )
+
+
+CHAPTER_RUNS: tuple[ChapterRun, ...] = (
+    ChapterRun("lm1", "LMModel1", 4, 1e-3, 3, 0.494, 0.467, group=False),
+    ChapterRun("lm2", "LMModel2", 4, 1e-3, 3, 0.470, 0.467, group=False),
+    ChapterRun("lm3", "LMModel3", 10, 3e-3, 3, 0.589, 0.577),
+    ChapterRun("lm4", "LMModel4", 15, 3e-3, 16, 0.640, 0.635),
+    ChapterRun("lm5", "LMModel5", 15, 3e-3, 16, 0.488, 0.530),
+    ChapterRun("lm6", "LModel6", 15, 1e-2, 16, 0.758, 0.693),
+    ChapterRun("lm7", "LModel7", 15, 1e-2, 16, 0.869, 0.873, wd=0.1, moms=(0.8, 0.7, 0.8), alpha=2.0, beta=1.0),
+)
+
+
+@dataclass
+class ModelResult:
+    run: ChapterRun
+    curves: dict[int, list[float]] = field(default_factory=dict)  # seed -> valid accuracy per epoch
+    seconds: dict[int, float] = field(default_factory=dict)
+    errors: dict | None = None  # error analysis of the first seed
+
+    def finals(self) -> list[float]:
+        return [c[-1] for c in self.curves.values()]
+
+    def bests(self) -> list[float]:
+        return [max(c) for c in self.curves.values()]
+
+    @staticmethod
+    def mean_std(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+@dataclass
+class Chapter12Result:
+    seeds: list[int]
+    baseline: float
+    models: list[ModelResult]
+    seconds_per_seed: dict[int, float]
+
+
+def reproduce_chapter12(
+    seeds: list[int], device: str = "auto", log: Callable[[str], None] = print, progress: bool = True
+) -> Chapter12Result:
+    corpus = load_corpus("human-numbers")
+    results = [ModelResult(run) for run in CHAPTER_RUNS]
+    seconds_per_seed: dict[int, float] = {}
+    for seed in seeds:
+        seed_start = time.perf_counter()
+        for result in results:
+            start = time.perf_counter()
+            trained = train(result.run.config(seed, device), corpus=corpus, log=None, progress=progress)
+            result.seconds[seed] = time.perf_counter() - start
+            result.curves[seed] = [m.accuracy for m in trained.learner.history]
+            if result.errors is None:
+                preds = predict_stream(trained.learner.model, trained.learner.valid)
+                result.errors = error_analysis(preds, corpus.vocab)
+            log(f"seed {seed}  {result.run.title:<9} final {result.curves[seed][-1]:.4f}  "
+                f"best {max(result.curves[seed]):.4f}  {result.seconds[seed]:5.1f} s")
+        seconds_per_seed[seed] = time.perf_counter() - seed_start
+        log(f"seed {seed}: all seven in {seconds_per_seed[seed]:.1f} s")
+    return Chapter12Result(seeds, corpus.describe()["baseline_accuracy"], results, seconds_per_seed)

@@ -1,0 +1,92 @@
+"""A run directory: everything needed to reload, evaluate or continue a trained model.
+
+    RUNDIR/
+      config.json        what was trained and how (model name + config, training settings)
+      vocab.json         token <-> id
+      model.safetensors  the weights (no pickle: loading never runs code from the file)
+      metrics.csv        one row per epoch
+      curves.png         losses and accuracy per epoch
+
+Every file is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from looplm.atomic import atomic_write, atomic_write_text
+from looplm.data.vocab import Vocab
+from looplm.errors import LooplmError
+from looplm.models.registry import model_spec
+
+CONFIG, VOCAB, WEIGHTS, METRICS, CURVES = "config.json", "vocab.json", "model.safetensors", "metrics.csv", "curves.png"
+
+
+def prepare_out_dir(out: str | Path) -> Path:
+    """Create ``out`` (and parents) and check it is writable, before any training starts."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LooplmError(f"cannot create the output directory {out}: {err.strerror} (choose another --out)") from None
+    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
+        raise LooplmError(f"the output directory {out} is not writable (choose another --out)")
+    return out
+
+
+def save_run(out: str | Path, model: nn.Module, vocab: Vocab, config: dict[str, Any], history: list[dict]) -> None:
+    out = prepare_out_dir(out)
+    atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
+    vocab.save(out / VOCAB)
+    atomic_write(out / WEIGHTS, lambda tmp: save_model(model, str(tmp), metadata={"format": "pt"}))
+    if history:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(out / METRICS, buf.getvalue())
+
+
+@dataclass
+class LoadedRun:
+    model: nn.Module
+    vocab: Vocab
+    config: dict[str, Any]
+
+
+def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
+    """Rebuild the model of a run directory and load its weights (safetensors only)."""
+    path = Path(path)
+    for name in (CONFIG, VOCAB, WEIGHTS):
+        if not (path / name).is_file():
+            raise LooplmError(f"the run directory {path} has no {name}: point --run at a directory written by looplm train")
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        name, model_config = config["model"], config["model_config"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise LooplmError(f"{path / CONFIG} is not a looplm run config ({err}): retrain or restore it") from None
+    vocab = Vocab.load(path / VOCAB)
+    spec = model_spec(name)
+    if model_config.get("vocab_sz") != len(vocab):
+        raise LooplmError(
+            f"{path}: the weights were trained with a vocab of {model_config.get('vocab_sz')} tokens "
+            f"but vocab.json has {len(vocab)}: the run directory mixes files of different runs"
+        )
+    model = spec.build(spec.config_cls(**model_config))
+    try:
+        missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False, device=device)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise LooplmError(f"cannot load the weights {path / WEIGHTS}: {err} (the file is corrupt: retrain)") from None
+    if missing or unexpected:
+        raise LooplmError(f"{path / WEIGHTS} does not match model {name}: missing {missing}, unexpected {unexpected}")
+    return LoadedRun(model.to(device), vocab, config)

@@ -1,0 +1,110 @@
+"""One training run from settings: data -> batches -> model -> learner -> run directory.
+
+This is what ``looplm train`` calls, and what the chapter report calls seven times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from looplm import __version__
+from looplm.callbacks import ARTAR, Callback, GradientClip
+from looplm.data.corpus import Corpus
+from looplm.data.sources import load_corpus
+from looplm.device import resolve_device, seed_everything
+from looplm.errors import LooplmError
+from looplm.learner import Learner
+from looplm.models.registry import model_spec
+from looplm.plots import plot_curves
+from looplm.rundir import CURVES, prepare_out_dir, save_run
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; saved as ``config.json`` in the run directory."""
+
+    data: str = "human-numbers"
+    model: str = "lm7"
+    epochs: int = 15
+    lr: float = 1e-2
+    wd: float = 0.01
+    bs: int = 64
+    sl: int = 16
+    seed: int = 0
+    alpha: float = 0.0
+    beta: float = 0.0
+    clip: float | None = None
+    moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
+    device: str = "auto"
+    group: bool = True  # False: consecutive samples per batch (stateless lm1/lm2 as the chapter trains them)
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise LooplmError(f"--epochs must be at least 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise LooplmError(f"--lr must be positive, got {self.lr}")
+        if self.wd < 0:
+            raise LooplmError(f"--wd must not be negative, got {self.wd}")
+        if self.bs < 1 or self.sl < 1:
+            raise LooplmError(f"--bs and --sl must be at least 1, got bs={self.bs}, sl={self.sl}")
+        if self.clip is not None and not self.clip > 0:
+            raise LooplmError(f"--clip must be positive, got {self.clip}")
+        if self.alpha < 0 or self.beta < 0:
+            raise LooplmError(f"--alpha and --beta must not be negative, got {self.alpha}, {self.beta}")
+
+
+@dataclass
+class TrainResult:
+    learner: Learner
+    corpus: Corpus
+    config: TrainConfig
+
+
+def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] | None, progress: bool) -> Learner:
+    spec = model_spec(cfg.model)
+    if spec.fixed_sl is not None and cfg.sl != spec.fixed_sl:
+        raise LooplmError(f"model {cfg.model} reads exactly {spec.fixed_sl} tokens: use --sl {spec.fixed_sl}")
+    seed_everything(cfg.seed)
+    train, valid = corpus.batches(cfg.bs, cfg.sl, spec.layout, group=cfg.group)
+    model = spec.build(spec.make_config(len(corpus.vocab), **cfg.model_config))
+    return Learner(model, train, valid, wd=cfg.wd, device=resolve_device(cfg.device), log=log, progress=progress)
+
+
+def callbacks_for(cfg: TrainConfig) -> list[Callback]:
+    cbs: list[Callback] = []
+    if cfg.alpha or cfg.beta:
+        cbs.append(ARTAR(cfg.alpha, cfg.beta))
+    if cfg.clip is not None:
+        cbs.append(GradientClip(cfg.clip))
+    return cbs
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path | None = None,
+    corpus: Corpus | None = None,
+    log: Callable[[str], None] | None = print,
+    progress: bool = True,
+) -> TrainResult:
+    """Train one model with one-cycle; write a run directory to ``out`` when given."""
+    cfg.validate()
+    if out is not None:
+        prepare_out_dir(out)  # fail before training, not after
+    corpus = corpus or load_corpus(cfg.data)
+    learner = build_learner(cfg, corpus, log, progress)
+    learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=callbacks_for(cfg))
+    if out is not None:
+        history = [m.as_dict() for m in learner.history]
+        config = {
+            "looplm_version": __version__,
+            "model": cfg.model,
+            "model_config": dataclasses.asdict(learner.model.config),
+            "train": dataclasses.asdict(cfg),
+        }
+        save_run(out, learner.model, corpus.vocab, config, history)
+        plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
+    return TrainResult(learner, corpus, cfg)
