@@ -13,7 +13,7 @@ from typing import Any, Callable
 from looplm import __version__
 from looplm.callbacks import ARTAR, Callback, GradientClip
 from looplm.data.corpus import Corpus
-from looplm.data.sources import load_corpus
+from looplm.data.sources import DataOptions, load_corpus
 from looplm.device import resolve_device, seed_everything
 from looplm.errors import LooplmError
 from looplm.learner import Learner
@@ -39,6 +39,7 @@ class TrainConfig:
     clip: float | None = None
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
     device: str = "auto"
+    data_options: DataOptions = field(default_factory=DataOptions)
     group: bool = True  # False: consecutive samples per batch (stateless lm1/lm2 as the chapter trains them)
     model_config: dict[str, Any] = field(default_factory=dict)
 
@@ -94,7 +95,7 @@ def train(
     cfg.validate()
     if out is not None:
         prepare_out_dir(out)  # fail before training, not after
-    corpus = corpus or load_corpus(cfg.data)
+    corpus = corpus or load_corpus(cfg.data, cfg.data_options)
     learner = build_learner(cfg, corpus, log, progress)
     learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=callbacks_for(cfg))
     if out is not None:

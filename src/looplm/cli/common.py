@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from looplm.data.sources import SOURCES, DataOptions
 from looplm.device import DEVICES
 
 
@@ -40,3 +41,17 @@ def seed_list(text: str) -> list[int]:
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train (default: auto)")
+
+
+def add_data_flags(parser: argparse.ArgumentParser, positional: bool = False) -> None:
+    """DATA and the options of generated sources (bor-bor-zan's games and players)."""
+    if positional:
+        parser.add_argument("data", help=f"a data source: {', '.join(SOURCES)}")
+    else:
+        parser.add_argument("--data", default="human-numbers", help=f"{', '.join(SOURCES)} (default: human-numbers)")
+    parser.add_argument("--games", type=positive_int, default=DataOptions.games, help="borborzan: games to generate")
+    parser.add_argument("--players", default=DataOptions.players, help="borborzan: the two players, e.g. random,cautious")
+
+
+def data_options(args: argparse.Namespace) -> DataOptions:
+    return DataOptions(games=args.games, players=args.players, seed=args.seed)

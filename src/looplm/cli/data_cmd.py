@@ -1,23 +1,34 @@
-"""``looplm data describe DATA [--json]``."""
+"""``looplm data describe DATA [--json]`` and ``looplm data export DATA --out FILE``."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from looplm.data.sources import load_corpus
+from looplm.atomic import atomic_write_text
+from looplm.cli.common import add_data_flags, data_options
+from looplm.data.sources import describe_corpus, load_corpus
+from looplm.rundir import prepare_out_dir
 
 
 def add_parser(sub) -> None:
-    data = sub.add_parser("data", help="look at a data source")
+    data = sub.add_parser("data", help="look at or export a data source")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
     describe = data_sub.add_parser("describe", help="lines, tokens, vocab, most common target (the baseline)")
-    describe.add_argument("data", help="a data source, e.g. human-numbers")
+    add_data_flags(describe, positional=True)
+    describe.add_argument("--seed", type=int, default=0, help="seed of generated data")
     describe.add_argument("--json", action="store_true", help="print JSON")
     describe.set_defaults(run=run_describe)
+    export = data_sub.add_parser("export", help="write the source's token stream as text")
+    add_data_flags(export, positional=True)
+    export.add_argument("--seed", type=int, default=0, help="seed of generated data")
+    export.add_argument("--out", required=True, help="text file to write")
+    export.set_defaults(run=run_export)
 
 
 def run_describe(args) -> int:
-    info = load_corpus(args.data).describe()
+    options = data_options(args)
+    info = describe_corpus(load_corpus(args.data, options), options)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -28,4 +39,18 @@ def run_describe(args) -> int:
     print(f"samples:    {info['n_samples_3']:,} of 3 tokens")
     print(f"baseline:   always predicting {info['top_token']!r} is right {info['baseline_accuracy']:.4f} "
           "of the time on the validation samples")
+    if "optimal_loss" in info:
+        print(f"optimum:    {info['optimal_loss']:.4f} nats/token, accuracy {info['optimal_accuracy']:.4f} "
+              f"(the true next-token distribution of the valid split, players {info['players']})")
+    return 0
+
+
+def run_export(args) -> int:
+    corpus = load_corpus(args.data, data_options(args))
+    streams = [corpus.tokens] if corpus.valid_tokens is None else [corpus.tokens, corpus.valid_tokens]
+    # every token followed by one space: for bor-bor-zan this is the seed's document, byte for byte
+    text = "".join(" ".join(corpus.vocab.decode(s.tolist())) + " " for s in streams)
+    prepare_out_dir(Path(args.out).parent)
+    atomic_write_text(args.out, text)
+    print(f"wrote {args.out}: {sum(len(s) for s in streams):,} tokens")
     return 0

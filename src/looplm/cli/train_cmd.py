@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from looplm.cli.common import add_device_flag, positive_float, positive_int
+from looplm.cli.common import add_data_flags, add_device_flag, data_options, positive_float, positive_int
 from looplm.models.registry import MODELS, model_spec
 from looplm.overrides import parse_overrides
 from looplm.training import TrainConfig, train
@@ -10,7 +10,7 @@ from looplm.training import TrainConfig, train
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and save a run directory")
-    p.add_argument("--data", default="human-numbers", help="data source (default: human-numbers)")
+    add_data_flags(p)
     p.add_argument("--model", default="lm7", help=f"one of {', '.join(MODELS)} (default: lm7)")
     p.add_argument("--epochs", type=positive_int, default=15)
     p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one cycle")
@@ -36,7 +36,7 @@ def run(args) -> int:
     cfg = TrainConfig(
         data=args.data, model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs, sl=args.sl,
         seed=args.seed, alpha=args.alpha, beta=args.beta, clip=args.clip, moms=tuple(args.moms),
-        device=args.device, model_config=parse_overrides(spec.config_cls, args.overrides),
+        device=args.device, data_options=data_options(args), model_config=parse_overrides(spec.config_cls, args.overrides),
     )
     result = train(cfg, out=args.out, log=None if args.quiet else print, progress=not args.quiet)
     last = result.learner.history[-1]
