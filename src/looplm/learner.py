@@ -26,7 +26,7 @@ from looplm.callbacks import EVENTS, Callback, CancelFit, OneCycleScheduler, Res
 from looplm.data.batching import StreamBatches
 from looplm.errors import LooplmError
 from looplm.schedule import OneCycle
-from looplm.state import detach_state
+from looplm.state import State, detach_state, map_state
 
 
 def lm_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -49,6 +49,21 @@ class EpochMetrics:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+@dataclass
+class TrainerSnapshot:
+    """Where a fit is: the next batch ``batch`` of epoch ``epoch``, with the carried
+    hidden state, the epoch's loss so far, the optimiser and the RNG."""
+
+    epoch: int
+    batch: int
+    train_iter: int
+    history: list[dict]
+    loss_sum: float
+    state: State
+    optimizer: dict
+    rng: Tensor
 
 
 def default_adam(params: list[dict], lr: float, wd: float) -> torch.optim.Optimizer:
@@ -123,8 +138,13 @@ class Learner:
         return {e: [cb for cb in cbs if hasattr(cb, e)] for e in EVENTS}
 
     # -- fitting ------------------------------------------------------------
-    def fit(self, n_epochs: int, lr: float, wd: float | None = None, cbs: Iterable[Callback] = ()) -> list[EpochMetrics]:
-        """Train ``n_epochs`` at learning rate ``lr`` (callbacks may schedule it)."""
+    def fit(self, n_epochs: int, lr: float, wd: float | None = None, cbs: Iterable[Callback] = (),
+            resume: TrainerSnapshot | None = None) -> list[EpochMetrics]:
+        """Train ``n_epochs`` at learning rate ``lr`` (callbacks may schedule it).
+
+        ``resume`` continues an interrupted fit from a :meth:`snapshot` taken with
+        the same settings: the losses then equal those of an uninterrupted fit.
+        """
         if n_epochs < 1:
             raise LooplmError(f"the number of epochs must be at least 1, got {n_epochs}")
         if not lr > 0:
@@ -138,9 +158,15 @@ class Learner:
             )
         wd = self.wd if wd is None else wd
         self.opt = default_adam(param_groups(self.model, wd), lr, wd)
-        self.total_iters, self.train_iter = n_epochs * len(self.train), 0
+        self.total_iters = n_epochs * len(self.train)
+        self.epoch = self.batch = self.train_iter = 0
+        self._loss_sum = torch.zeros((), device=self.device)
+        if resume is not None:
+            self._restore(resume)
         handlers = self._handlers(cbs)
         self._say(TABLE_HEADER)
+        for row in self.history:
+            self._say(format_row(row))
         self._event("before_fit", handlers["before_fit"])
         try:
             self._fit_epochs(n_epochs, handlers, needs_act)
@@ -150,7 +176,7 @@ class Learner:
         return self.history
 
     def _fit_epochs(self, n_epochs: int, handlers: dict[str, list[Callback]], needs_act: bool) -> None:
-        for self.epoch in range(n_epochs):
+        while self.epoch < n_epochs:
             start = time.perf_counter()
             self._event("before_epoch", handlers["before_epoch"])
             train_loss = self._train_epoch(handlers, needs_act)
@@ -161,6 +187,7 @@ class Learner:
                              time.perf_counter() - start)
             )
             self._say(format_row(self.history[-1]))
+            self.epoch, self.batch = self.epoch + 1, 0
             self._event("after_epoch", handlers["after_epoch"])
 
     def fit_one_cycle(
@@ -173,16 +200,19 @@ class Learner:
         div_final: float = 1e5,
         pct_start: float = 0.25,
         cbs: Iterable[Callback] = (),
+        resume: TrainerSnapshot | None = None,
     ) -> list[EpochMetrics]:
         """fastai's one-cycle policy (see :class:`looplm.schedule.OneCycle`)."""
         schedule = OneCycle(lr_max, div, div_final, pct_start, moms)
-        return self.fit(n_epochs, lr_max, wd, [OneCycleScheduler(schedule), *cbs])
+        return self.fit(n_epochs, lr_max, wd, [OneCycleScheduler(schedule), *cbs], resume=resume)
 
     def _train_epoch(self, handlers: dict[str, list[Callback]], needs_act: bool) -> float:
+        """Run the epoch's batches from ``self.batch`` on (0 unless resuming mid-epoch)."""
         self.model.train()
-        self._event("before_train", handlers["before_train"])
-        loss_sum = torch.zeros((), device=self.device)
-        batches = tqdm(range(len(self.train)), desc=f"epoch {self.epoch}", leave=False,
+        if self.batch == 0:
+            self._loss_sum = torch.zeros((), device=self.device)
+            self._event("before_train", handlers["before_train"])
+        batches = tqdm(range(self.batch, len(self.train)), desc=f"epoch {self.epoch}", leave=False,
                        disable=not self.progress, mininterval=0.5)
         for k in batches:
             x, y = self.train.batch(k)
@@ -199,11 +229,28 @@ class Learner:
             self._event("before_step", handlers["before_step"])
             self.opt.step()
             self.state = detach_state(state)
-            loss_sum += loss.detach()
-            self.train_iter += 1
+            self._loss_sum += loss.detach()
+            self.train_iter, self.batch = self.train_iter + 1, k + 1
             self._event("after_batch", handlers["after_batch"])
         self.activations = None
-        return (loss_sum / len(self.train)).item()
+        return (self._loss_sum / len(self.train)).item()
+
+    # -- snapshots (for checkpoints) -------------------------------------------
+    def snapshot(self) -> TrainerSnapshot:
+        """Everything a resumed fit needs, taken between two batches."""
+        return TrainerSnapshot(
+            epoch=self.epoch, batch=self.batch, train_iter=self.train_iter,
+            history=[m.as_dict() for m in self.history], loss_sum=self._loss_sum.item(),
+            state=self.state, optimizer=self.opt.state_dict(), rng=torch.get_rng_state(),
+        )
+
+    def _restore(self, snap: TrainerSnapshot) -> None:
+        self.epoch, self.batch, self.train_iter = snap.epoch, snap.batch, snap.train_iter
+        self.history = [EpochMetrics(**row) for row in snap.history]
+        self._loss_sum = torch.tensor(snap.loss_sum, device=self.device)
+        self.state = map_state(snap.state, lambda t: t.to(self.device))
+        self.opt.load_state_dict(snap.optimizer)
+        torch.set_rng_state(snap.rng)
 
     @torch.no_grad()
     def validate(self, data: StreamBatches | None = None) -> tuple[float, float]:

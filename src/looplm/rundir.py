@@ -44,11 +44,13 @@ def prepare_out_dir(out: str | Path) -> Path:
     return out
 
 
-def save_run(out: str | Path, model: nn.Module, vocab: Vocab, config: dict[str, Any], history: list[dict]) -> None:
+def save_run(out: str | Path, model: nn.Module | None, vocab: Vocab, config: dict[str, Any], history: list[dict]) -> None:
+    """Write config and vocab, and the weights and metrics when given."""
     out = prepare_out_dir(out)
     atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
     vocab.save(out / VOCAB)
-    atomic_write(out / WEIGHTS, lambda tmp: save_model(model, str(tmp), metadata={"format": "pt"}))
+    if model is not None:
+        atomic_write(out / WEIGHTS, lambda tmp: save_model(model, str(tmp), metadata={"format": "pt"}))
     if history:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(history[0]))

@@ -6,9 +6,11 @@ This is what ``looplm train`` calls, and what the chapter report calls seven tim
 from __future__ import annotations
 
 import dataclasses
+import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from looplm import __version__
 from looplm.callbacks import ARTAR, Callback, GradientClip
@@ -19,7 +21,8 @@ from looplm.errors import LooplmError
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
 from looplm.plots import plot_curves
-from looplm.rundir import CURVES, prepare_out_dir, save_run
+from looplm.checkpoint import Checkpointer, load_checkpoint, stop_on_sigint
+from looplm.rundir import CONFIG, CURVES, prepare_out_dir, save_run
 
 
 @dataclass
@@ -84,28 +87,68 @@ def callbacks_for(cfg: TrainConfig) -> list[Callback]:
     return cbs
 
 
+def run_config(cfg: TrainConfig, model_config: Any) -> dict[str, Any]:
+    """What ``config.json`` holds: enough to rebuild the model, the data and the training."""
+    return {
+        "looplm_version": __version__,
+        "model": cfg.model,
+        "model_config": dataclasses.asdict(model_config),
+        "train": dataclasses.asdict(cfg),
+    }
+
+
+def config_from_run(config: dict[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` saved in a run's ``config.json``."""
+    try:
+        settings = dict(config["train"])
+        settings["data_options"] = DataOptions(**settings["data_options"])
+        settings["moms"] = tuple(settings["moms"])
+        return TrainConfig(**settings)
+    except (KeyError, TypeError) as err:
+        raise LooplmError(f"config.json does not hold looplm training settings ({err}): retrain") from None
+
+
 def train(
     cfg: TrainConfig,
     out: str | Path | None = None,
     corpus: Corpus | None = None,
     log: Callable[[str], None] | None = print,
     progress: bool = True,
+    resume: bool = False,
+    cbs: Sequence[Callback] = (),
 ) -> TrainResult:
-    """Train one model with one-cycle; write a run directory to ``out`` when given."""
+    """Train one model with one-cycle; with ``out``, keep a run directory there
+    (config and vocab first, a checkpoint after every epoch and on Ctrl-C, the
+    weights, metrics and curves at the end). ``resume`` continues from its checkpoint."""
     cfg.validate()
     if out is not None:
         prepare_out_dir(out)  # fail before training, not after
     corpus = corpus or load_corpus(cfg.data, cfg.data_options)
     learner = build_learner(cfg, corpus, log, progress)
-    learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=callbacks_for(cfg))
+    cbs = [*callbacks_for(cfg), *cbs]
+    checkpointer = None
+    if out is not None:
+        config = run_config(cfg, learner.model.config)
+        save_run(out, None, corpus.vocab, config, [])
+        checkpointer = Checkpointer(out)
+        cbs.append(checkpointer)
+    snapshot = load_checkpoint(out, learner.model) if resume else None
+    with stop_on_sigint(checkpointer) if checkpointer else nullcontext():
+        learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot)
     if out is not None:
         history = [m.as_dict() for m in learner.history]
-        config = {
-            "looplm_version": __version__,
-            "model": cfg.model,
-            "model_config": dataclasses.asdict(learner.model.config),
-            "train": dataclasses.asdict(cfg),
-        }
         save_run(out, learner.model, corpus.vocab, config, history)
         plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
     return TrainResult(learner, corpus, cfg)
+
+
+def resume_training(run_dir: str | Path, log: Callable[[str], None] | None = print, progress: bool = True) -> TrainResult:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its own settings."""
+    path = Path(run_dir) / CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LooplmError(f"{run_dir} is not a run directory (no {CONFIG}): nothing to resume") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LooplmError(f"{path} is damaged ({err}): resume is not possible, retrain") from None
+    return train(config_from_run(config), out=run_dir, log=log, progress=progress, resume=True)

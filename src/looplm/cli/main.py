@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from looplm.cli import data_cmd, lr_find_cmd, reproduce_cmd, train_cmd
+from looplm.cli import data_cmd, eval_cmd, lr_find_cmd, play_cmd, reproduce_cmd, train_cmd
+from looplm.checkpoint import TrainingInterrupted
 from looplm.cli.common import OneLineParser
 from looplm.errors import LooplmError
 
-COMMANDS = (data_cmd, train_cmd, reproduce_cmd, lr_find_cmd)
+COMMANDS = (data_cmd, train_cmd, reproduce_cmd, lr_find_cmd, eval_cmd, play_cmd)
 
 
 def build_parser() -> OneLineParser:
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     except LooplmError as err:
         print(f"looplm: error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:
+        print(f"looplm: {stop}; continue with: looplm train --resume {stop.path.parent}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("looplm: interrupted", file=sys.stderr)
         return 130

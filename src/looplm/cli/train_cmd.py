@@ -5,7 +5,8 @@ from __future__ import annotations
 from looplm.cli.common import add_data_flags, add_device_flag, data_options, positive_float, positive_int
 from looplm.models.registry import MODELS, model_spec
 from looplm.overrides import parse_overrides
-from looplm.training import TrainConfig, train
+from looplm.errors import LooplmError
+from looplm.training import TrainConfig, resume_training, train
 
 
 def add_parser(sub) -> None:
@@ -25,13 +26,19 @@ def add_parser(sub) -> None:
                    help="beta1 cycle of the one-cycle schedule")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="a model setting, e.g. --set n_hidden=128 --set p=0.3 (repeatable)")
-    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--out", help="run directory to write (required unless --resume)")
+    p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     add_device_flag(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.resume:
+        result = resume_training(args.resume, log=None if args.quiet else print, progress=not args.quiet)
+        return _done(result, args.resume, args.quiet)
+    if not args.out:
+        raise LooplmError("looplm train needs --out RUNDIR (or --resume RUNDIR)")
     spec = model_spec(args.model)
     cfg = TrainConfig(
         data=args.data, model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs, sl=args.sl,
@@ -39,7 +46,11 @@ def run(args) -> int:
         device=args.device, data_options=data_options(args), model_config=parse_overrides(spec.config_cls, args.overrides),
     )
     result = train(cfg, out=args.out, log=None if args.quiet else print, progress=not args.quiet)
+    return _done(result, args.out, args.quiet)
+
+
+def _done(result, out: str, quiet: bool) -> int:
     last = result.learner.history[-1]
-    if not args.quiet:
-        print(f"saved {args.out} (valid loss {last.valid_loss:.4f}, accuracy {last.accuracy:.4f})")
+    if not quiet:
+        print(f"saved {out} (valid loss {last.valid_loss:.4f}, accuracy {last.accuracy:.4f})")
     return 0

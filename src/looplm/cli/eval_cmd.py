@@ -1,0 +1,127 @@
+"""``looplm eval --run RUNDIR [--file PATH] [--bs N] [--sl N] [--warmup N] [--json]``.
+
+Scores a trained model on every position of a stream (:func:`looplm.evaluate.score_stream`):
+by default the validation stream of the data it was trained on, rebuilt from its config;
+with ``--file``, a UTF-8 text split on whitespace and encoded with the run's vocab. On a
+bor-bor-zan run it adds the scores against the exact optimum (:func:`looplm.games.borborzan_scores`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from looplm.cli.common import positive_int
+from looplm.data.batching import stream_batches
+from looplm.data.sources import DataOptions, load_corpus
+from looplm.errors import LooplmError
+from looplm.evaluate import WARMUP, predict_stream, score_stream
+from looplm.rundir import load_run
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="loss, perplexity, bits and accuracy of a trained model on a stream")
+    p.add_argument("--run", dest="rundir", metavar="RUNDIR", required=True, help="run directory written by looplm train")
+    p.add_argument("--file", help="score this UTF-8 text (tokens split on whitespace) instead of the run's valid data")
+    p.add_argument("--bs", type=positive_int, help="rows scored at once (default: the run's bs)")
+    p.add_argument("--sl", type=positive_int, help="tokens per row per model call (default: the run's sl)")
+    p.add_argument("--warmup", type=int, default=WARMUP,
+                   help=f"tokens each row reads before its first scored one (default {WARMUP}; 0: cold rows)")
+    p.add_argument("--players", help="borborzan: the players who wrote --file (default: the run's)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def read_tokens(path: str, vocab) -> torch.Tensor:
+    """The whitespace tokens of a UTF-8 file as ids of ``vocab``."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as err:
+        raise LooplmError(f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise LooplmError(f"{path} is not UTF-8 text (bad byte at offset {err.start}): convert it to UTF-8") from None
+    words = text.split()
+    if len(words) < 2:
+        raise LooplmError(f"{path} holds {len(words)} token(s): scoring needs at least 2")
+    return torch.from_numpy(vocab.encode(words))
+
+
+def game_scores(probs, tokens: torch.Tensor, players: str, vocab) -> dict:
+    from looplm.games import borborzan_scores
+
+    s = borborzan_scores(probs, tokens.numpy(), players, vocab.itos)
+    return {
+        "players": players,
+        "optimal_loss": s["optimal_loss"],
+        "loss_gap": s["loss_gap"],
+        "loss_gap_pct": 100 * s["loss_gap"] / s["optimal_loss"],
+        "optimal_accuracy": s["optimal_accuracy"],
+        "kl": s["kl"],
+        "unaffordable_mass": s["unaffordable_mass"],
+        "end_precision": s["end_precision"],
+        "end_recall": s["end_recall"],
+    }
+
+
+def evaluate(args) -> dict:
+    if args.warmup < 0:
+        raise LooplmError(f"--warmup must not be negative, got {args.warmup}")
+    loaded = load_run(args.rundir)
+    train = loaded.config.get("train", {})
+    data = train.get("data")
+    options = DataOptions(**train.get("data_options", {}))
+    bs, sl = args.bs or train.get("bs", 64), args.sl or train.get("sl", 16)
+    if args.file:
+        tokens = read_tokens(args.file, loaded.vocab)
+    elif data is None:
+        raise LooplmError(f"{args.rundir}: config.json does not name the data the run was trained on: use --file")
+    else:  # the valid split exactly as training cut it (at the training sl)
+        tokens = load_corpus(data, options).split(train.get("sl", sl))[1]
+    out = {"run": str(args.rundir), "model": loaded.config.get("model"),
+           "data": args.file or f"{data} (valid)", "n_tokens": len(tokens)}
+    every = getattr(loaded.model, "layout", "every") == "every"
+    game = every and data == "borborzan"
+    if every:
+        scores = score_stream(loaded.model, tokens, bs, sl, args.warmup, keep_probs=game)
+        loss, accuracy = scores.loss, scores.accuracy
+        out.update(n_predicted=scores.n_predicted, bs=scores.bs, sl=scores.sl, warmup=scores.warmup)
+    else:  # lm1-lm3 predict one token per sample: score the samples as training does
+        pred = predict_stream(loaded.model, stream_batches(tokens, bs, sl, "last"))
+        loss, accuracy = pred.loss, pred.accuracy
+        out.update(n_predicted=len(pred.targets), bs=bs, sl=sl, warmup=0)
+    out.update(loss=loss, perplexity=math.exp(min(loss, 700.0)), bits_per_token=loss / math.log(2), accuracy=accuracy)
+    if game:
+        players = args.players or options.players
+        try:
+            out.update(game_scores(scores.probs, tokens, players, loaded.vocab))
+        except LooplmError as err:
+            if not args.file or args.players:
+                raise
+            out["note"] = f"no bor-bor-zan scores (is --file a game record of players {players}? use --players): {err}"
+    return out
+
+
+def run(args) -> int:
+    r = evaluate(args)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"run:         {r['run']} ({r['model']})")
+    print(f"data:        {r['data']}: {r['n_tokens']:,} tokens, {r['n_predicted']:,} predicted "
+          f"(bs {r['bs']}, sl {r['sl']}, warmup {r['warmup']})")
+    print(f"loss:        {r['loss']:.4f} nats/token   perplexity {r['perplexity']:.4f}   "
+          f"{r['bits_per_token']:.4f} bits/token")
+    print(f"accuracy:    {r['accuracy']:.4f}")
+    if "optimal_loss" in r:
+        print(f"optimum:     {r['optimal_loss']:.4f} nats/token, accuracy {r['optimal_accuracy']:.4f} "
+              f"(players {r['players']})")
+        print(f"gap:         {r['loss_gap']:.4f} nats/token ({r['loss_gap_pct']:.2f}% of the optimum)   "
+              f"KL(true || model) {r['kl']:.4f} nats")
+        print(f"unaffordable moves: {100 * r['unaffordable_mass']:.3f}% of the probability before a move")
+        print(f"'end':       precision {r['end_precision']:.4f}, recall {r['end_recall']:.4f}")
+    if "note" in r:
+        print(f"note:        {r['note']}")
+    return 0
