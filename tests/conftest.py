@@ -1,6 +1,10 @@
 import pytest
 import torch
 
+# Two cores are shared by pytest and torch; one intra-op thread keeps the
+# small models fast and the run times stable.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seeded():

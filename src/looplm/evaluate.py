@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from looplm.data.batching import StreamBatches
+from looplm.data.batching import StreamBatches, stream_batches
 from looplm.data.vocab import Vocab
+from looplm.errors import LooplmError
+from looplm.state import State, map_state
 
 CONTEXT = 3  # tokens of input shown beside each mistake
 
@@ -90,3 +95,118 @@ def error_analysis(p: StreamPredictions, vocab: Vocab, top: int = 10, boundary: 
         result["accuracy_after_boundary"] = (~wrong & after).sum().item() / max(after.sum().item(), 1)
         result["accuracy_elsewhere"] = (~wrong & ~after).sum().item() / max((~after).sum().item(), 1)
     return result
+
+
+# -- every position of a stream, scored once ------------------------------------------------
+
+WARMUP = 256  # tokens of context a row reads before its first scored position
+
+
+def _cat_rows(first: State, rest: State) -> State:
+    """Two states side by side along the batch dim (dim 1 of every tensor)."""
+    if isinstance(first, Tensor):
+        return torch.cat([first, rest], 1)
+    return tuple(torch.cat([f, r], 1) for f, r in zip(first, rest))
+
+
+def fit_layout(n_tokens: int, bs: int, sl: int) -> tuple[int, int]:
+    """The (bs, sl) actually used for a stream of ``n_tokens``: as asked when the stream fills
+    at least one batch, else fewer rows (and, for a very short stream, a shorter sl)."""
+    if n_tokens < 2:
+        raise LooplmError(f"a stream of {n_tokens} token(s) has nothing to predict: it needs at least 2")
+    sl = min(sl, n_tokens - 1)
+    return max(1, min(bs, (n_tokens - 1) // sl)), sl
+
+
+@torch.no_grad()
+def stream_logits(model: nn.Module, tokens: Tensor, bs: int, sl: int,
+                  warmup: int = WARMUP) -> Iterator[tuple[Tensor, Tensor]]:
+    """Predict every position 1..N-1 of ``tokens`` (N,) exactly once, batched over ``bs`` rows.
+
+    Yields ``(positions, logits)``: ``logits`` (b, t, V) predict the tokens at stream positions
+    ``positions`` (b, t). The rows are the training layout
+    (:func:`looplm.data.batching.stream_batches`, L = tokens per row), with two changes so that
+    no position is dropped and none but the stream's own start is read from a cold state::
+
+        stream:  t0 ......... t(L-1) | t(L) ....... t(2L-1) | ... | t(bs*L) ... t(N-2) t(N-1)
+        row 0:   t0 ......... t(L-1)                                  (zero state: the start)
+        row 1:   [t(L-w) .. t(L-1)] t(L) ... t(2L-1)   <- warm-up: read, not scored
+        ...
+        tail:    row bs-1's state continues over t(bs*L) ... t(N-2)   (one call, one row)
+
+    Each input at position p predicts position p + 1. ``warmup`` (w, capped at L) tokens
+    before each row j > 0 are read in one call for rows 1..bs-1 and their predictions thrown
+    away; ``warmup=0`` starts every row from zeros, as the learner's validation does. A model
+    state of ``None`` must mean zeros (true of every looplm model).
+    """
+    if getattr(model, "layout", "every") != "every":
+        raise LooplmError(f"{type(model).__name__} predicts one token per sample, not every position")
+    model.eval()
+    device = next(model.parameters()).device
+    tokens = torch.as_tensor(tokens).reshape(-1).to(device, torch.int64)  # text streams are uint16/32
+    batches = stream_batches(tokens, bs, sl, "every")
+    L = batches.inputs.shape[1]
+    row_start = torch.arange(bs, device=device) * L  # stream position of each row's first input
+    state = None
+    w = min(warmup, L)
+    if w > 0 and bs > 1:
+        context = tokens[row_start[1:, None] + torch.arange(-w, 0, device=device)]  # (bs-1, w)
+        _, warm = model(context, None)
+        state = _cat_rows(map_state(warm, lambda t: torch.zeros_like(t[:, :1])), warm)
+    steps = torch.arange(sl, device=device)
+    for k in range(len(batches)):
+        x, _ = batches.batch(k)
+        logits, state = model(x, state)  # (bs, sl, V)
+        yield row_start[:, None] + k * sl + steps + 1, logits
+    tail = tokens[bs * L: -1]
+    if len(tail):
+        logits, _ = model(tail[None], map_state(state, lambda t: t[:, -1:]))
+        yield torch.arange(bs * L + 1, len(tokens), device=device)[None], logits
+
+
+@dataclass
+class StreamScores:
+    """Loss (nats/token) and accuracy over every position 1..N-1 of a stream, the layout used,
+    and with ``keep_probs`` the model's distributions ``probs`` (N-1, V) float64, row i
+    predicting token i+1 (what :func:`looplm.games.borborzan_scores` takes)."""
+
+    loss: float
+    accuracy: float
+    n_predicted: int
+    bs: int
+    sl: int
+    warmup: int
+    probs: np.ndarray | None = None
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(min(self.loss, 700.0))
+
+    @property
+    def bits(self) -> float:
+        """Bits per token: the loss in base 2."""
+        return self.loss / math.log(2)
+
+
+@torch.no_grad()
+def score_stream(model: nn.Module, tokens: Tensor, bs: int, sl: int, warmup: int = WARMUP,
+                 keep_probs: bool = False) -> StreamScores:
+    """Score ``model`` on every position of ``tokens`` (see :func:`stream_logits`)."""
+    tokens = torch.as_tensor(tokens).reshape(-1).to(torch.int64)
+    bs, sl = fit_layout(len(tokens), bs, sl)
+    device = next(model.parameters()).device
+    targets = tokens.to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    probs = None
+    for pos, logits in stream_logits(model, tokens, bs, sl, warmup):
+        y = targets[pos]
+        log_p = F.log_softmax(logits.double(), -1)  # (b, t, V)
+        loss_sum -= log_p.gather(-1, y[..., None]).sum()
+        correct += (logits.argmax(-1) == y).sum()
+        if keep_probs:
+            if probs is None:
+                probs = np.zeros((len(tokens) - 1, log_p.shape[-1]))
+            probs[(pos - 1).reshape(-1).cpu().numpy()] = log_p.exp().reshape(-1, log_p.shape[-1]).cpu().numpy()
+    n = len(tokens) - 1
+    return StreamScores((loss_sum / n).item(), (correct / n).item(), n, bs, sl, warmup, probs)

@@ -15,7 +15,7 @@ import inspect
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,8 @@ from looplm.callbacks import EVENTS, Callback, CancelFit, OneCycleScheduler, Res
 from looplm.data.batching import StreamBatches
 from looplm.errors import LooplmError
 from looplm.schedule import OneCycle
-from looplm.state import State, detach_state, map_state
+from looplm.state import State, map_state
+from looplm.strategies import Chunks, Strategy
 
 
 def lm_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -107,6 +108,7 @@ class Learner:
         loss_fn: Callable[[Tensor, Tensor], Tensor] = lm_cross_entropy,
         log: Callable[[str], None] | None = print,
         progress: bool = True,
+        strategy: Strategy | None = None,
     ):
         layout = getattr(model, "layout", "every")
         if train.layout != layout or valid.layout != layout:
@@ -115,27 +117,26 @@ class Learner:
         self.model = model.to(self.device)
         self.train, self.valid = train.to(self.device), valid.to(self.device)
         self.wd, self.loss_fn, self.log, self.progress = wd, loss_fn, log, progress
+        self.strategy = strategy or Chunks()
         self.cbs: list[Callback] = sorted([ResetState(), *cbs], key=lambda cb: cb.order)
         self.opt: torch.optim.Optimizer | None = None
         self.state = None
         self.loss_grad: Tensor | None = None
         self.activations: tuple[Tensor, Tensor] | None = None
         self.history: list[EpochMetrics] = []
-        self.train_iter = self.total_iters = self.epoch = 0
+        self.train_iter = self.total_iters = self.epoch = self.batch = 0
+        self.needs_activations = False
+        self._handlers: dict[str, list[Callback]] = {}
 
     def _say(self, line: str) -> None:
         if self.log is not None:
             self.log(line)
 
     # -- events -------------------------------------------------------------
-    def _event(self, name: str, cbs: Sequence[Callback]) -> None:
-        for cb in cbs:
-            handler = getattr(cb, name, None)
-            if handler is not None:
-                handler(self)
-
-    def _handlers(self, cbs: Sequence[Callback]) -> dict[str, list[Callback]]:
-        return {e: [cb for cb in cbs if hasattr(cb, e)] for e in EVENTS}
+    def event(self, name: str) -> None:
+        """Call every callback of the current fit that handles event ``name``."""
+        for cb in self._handlers.get(name, ()):
+            getattr(cb, name)(self)
 
     # -- fitting ------------------------------------------------------------
     def fit(self, n_epochs: int, lr: float, wd: float | None = None, cbs: Iterable[Callback] = (),
@@ -150,37 +151,37 @@ class Learner:
         if not lr > 0:
             raise LooplmError(f"the learning rate must be positive, got {lr}")
         cbs = sorted([*self.cbs, *cbs], key=lambda cb: cb.order)
-        needs_act = any(cb.needs_activations for cb in cbs)
-        if needs_act and not returns_activations(self.model):
+        self.needs_activations = any(cb.needs_activations for cb in cbs)
+        if self.needs_activations and not returns_activations(self.model):
             raise LooplmError(
                 f"AR/TAR need a model that returns its activations; {type(self.model).__name__} does not "
                 "(use lm7 or awd-lstm, or set alpha and beta to 0)"
             )
         wd = self.wd if wd is None else wd
         self.opt = default_adam(param_groups(self.model, wd), lr, wd)
-        self.total_iters = n_epochs * len(self.train)
+        self.total_iters = sum(self.strategy.n_updates(self.train, e) for e in range(n_epochs))
         self.epoch = self.batch = self.train_iter = 0
         self._loss_sum = torch.zeros((), device=self.device)
         if resume is not None:
             self._restore(resume)
-        handlers = self._handlers(cbs)
+        self._handlers = {e: [cb for cb in cbs if hasattr(cb, e)] for e in EVENTS}
         self._say(TABLE_HEADER)
         for row in self.history:
             self._say(format_row(row))
-        self._event("before_fit", handlers["before_fit"])
+        self.event("before_fit")
         try:
-            self._fit_epochs(n_epochs, handlers, needs_act)
+            self._fit_epochs(n_epochs)
         except CancelFit:
             pass
-        self._event("after_fit", handlers["after_fit"])
+        self.event("after_fit")
         return self.history
 
-    def _fit_epochs(self, n_epochs: int, handlers: dict[str, list[Callback]], needs_act: bool) -> None:
+    def _fit_epochs(self, n_epochs: int) -> None:
         while self.epoch < n_epochs:
             start = time.perf_counter()
-            self._event("before_epoch", handlers["before_epoch"])
-            train_loss = self._train_epoch(handlers, needs_act)
-            self._event("before_validate", handlers["before_validate"])
+            self.event("before_epoch")
+            train_loss = self._train_epoch()
+            self.event("before_validate")
             valid_loss, accuracy = self.validate()
             self.history.append(
                 EpochMetrics(self.epoch, train_loss, valid_loss, accuracy, math.exp(min(valid_loss, 700.0)),
@@ -188,7 +189,7 @@ class Learner:
             )
             self._say(format_row(self.history[-1]))
             self.epoch, self.batch = self.epoch + 1, 0
-            self._event("after_epoch", handlers["after_epoch"])
+            self.event("after_epoch")
 
     def fit_one_cycle(
         self,
@@ -206,34 +207,26 @@ class Learner:
         schedule = OneCycle(lr_max, div, div_final, pct_start, moms)
         return self.fit(n_epochs, lr_max, wd, [OneCycleScheduler(schedule), *cbs], resume=resume)
 
-    def _train_epoch(self, handlers: dict[str, list[Callback]], needs_act: bool) -> float:
-        """Run the epoch's batches from ``self.batch`` on (0 unless resuming mid-epoch)."""
+    def _train_epoch(self) -> float:
+        """Run the epoch's updates from ``self.batch`` on (0 unless resuming mid-epoch);
+        return the mean of the updates' losses."""
         self.model.train()
         if self.batch == 0:
             self._loss_sum = torch.zeros((), device=self.device)
-            self._event("before_train", handlers["before_train"])
-        batches = tqdm(range(self.batch, len(self.train)), desc=f"epoch {self.epoch}", leave=False,
-                       disable=not self.progress, mininterval=0.5)
-        for k in batches:
-            x, y = self.train.batch(k)
-            self._event("before_batch", handlers["before_batch"])
-            if needs_act:
-                logits, state, self.activations = self.model(x, self.state, return_activations=True)
-            else:
-                logits, state = self.model(x, self.state)
-            loss = self.loss_fn(logits, y)
-            self.loss_grad = loss
-            self._event("after_loss", handlers["after_loss"])
-            self.opt.zero_grad(set_to_none=True)
-            self.loss_grad.backward()
-            self._event("before_step", handlers["before_step"])
+            self.event("before_train")
+        n_updates = self.strategy.n_updates(self.train, self.epoch)
+        self.opt.zero_grad(set_to_none=True)
+        updates = self.strategy.updates(self, self.train, self.batch)
+        for loss in tqdm(updates, total=n_updates, initial=self.batch, desc=f"epoch {self.epoch}", leave=False,
+                         disable=not self.progress, mininterval=0.5):
+            self.event("before_step")
             self.opt.step()
-            self.state = detach_state(state)
-            self._loss_sum += loss.detach()
-            self.train_iter, self.batch = self.train_iter + 1, k + 1
-            self._event("after_batch", handlers["after_batch"])
+            self.opt.zero_grad(set_to_none=True)
+            self._loss_sum += loss
+            self.train_iter, self.batch = self.train_iter + 1, self.batch + 1
+            self.event("after_batch")
         self.activations = None
-        return (self._loss_sum / len(self.train)).item()
+        return (self._loss_sum / n_updates).item()
 
     # -- snapshots (for checkpoints) -------------------------------------------
     def snapshot(self) -> TrainerSnapshot:

@@ -16,6 +16,8 @@ from looplm import __version__
 from looplm.callbacks import ARTAR, Callback, GradientClip
 from looplm.data.corpus import Corpus
 from looplm.data.sources import DataOptions, load_corpus
+from looplm.data.text import data_callbacks  # issue 6
+from looplm.data.tokenize import save_tokenizer, tokenizer_for  # issue 6
 from looplm.device import resolve_device, seed_everything
 from looplm.errors import LooplmError
 from looplm.learner import Learner
@@ -125,11 +127,12 @@ def train(
         prepare_out_dir(out)  # fail before training, not after
     corpus = corpus or load_corpus(cfg.data, cfg.data_options)
     learner = build_learner(cfg, corpus, log, progress)
-    cbs = [*callbacks_for(cfg), *cbs]
+    cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus)]  # issue 6: text corpora may shuffle documents
     checkpointer = None
     if out is not None:
         config = run_config(cfg, learner.model.config)
         save_run(out, None, corpus.vocab, config, [])
+        save_tokenizer(tokenizer_for(corpus), out)  # issue 6: eval and generate read text as training did
         checkpointer = Checkpointer(out)
         cbs.append(checkpointer)
     snapshot = load_checkpoint(out, learner.model) if resume else None

@@ -44,14 +44,22 @@ def add_device_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_flags(parser: argparse.ArgumentParser, positional: bool = False) -> None:
-    """DATA and the options of generated sources (bor-bor-zan's games and players)."""
+    """DATA, the options of generated sources (bor-bor-zan's games and players) and of text."""
+    what = f"{', '.join(SOURCES)}, or a UTF-8 text file or a folder of .txt files"
     if positional:
-        parser.add_argument("data", help=f"a data source: {', '.join(SOURCES)}")
+        parser.add_argument("data", help=f"a data source: {what}")
     else:
-        parser.add_argument("--data", default="human-numbers", help=f"{', '.join(SOURCES)} (default: human-numbers)")
+        parser.add_argument("--data", default="human-numbers", help=f"{what} (default: human-numbers)")
     parser.add_argument("--games", type=positive_int, default=DataOptions.games, help="borborzan: games to generate")
     parser.add_argument("--players", default=DataOptions.players, help="borborzan: the two players, e.g. random,cautious")
+    parser.add_argument("--tokenizer", default=DataOptions.tokenizer,
+                        help=f"text: char, word, word:N (the N commonest words) or bpe:N (default: {DataOptions.tokenizer})")
+    parser.add_argument("--valid", default=None, metavar="PATH", help="text: validation file or folder (default: a split)")
+    parser.add_argument("--valid-pct", type=float, default=DataOptions.valid_pct,
+                        help=f"text without --valid: the last fraction kept for validation (default: {DataOptions.valid_pct})")
+    parser.add_argument("--shuffle-docs", action="store_true", help="text folder: a new document order every epoch")
 
 
 def data_options(args: argparse.Namespace) -> DataOptions:
-    return DataOptions(games=args.games, players=args.players, seed=args.seed)
+    return DataOptions(games=args.games, players=args.players, seed=args.seed, tokenizer=args.tokenizer,
+                       valid=args.valid, valid_pct=args.valid_pct, shuffle_docs=args.shuffle_docs)

@@ -2,12 +2,14 @@
 
 Scores a trained model on every position of a stream (:func:`looplm.evaluate.score_stream`):
 by default the validation stream of the data it was trained on, rebuilt from its config;
-with ``--file``, a UTF-8 text split on whitespace and encoded with the run's vocab. On a
-bor-bor-zan run it adds the scores against the exact optimum (:func:`looplm.games.borborzan_scores`).
+with ``--file``, a UTF-8 text read by the run's tokenizer (runs that saved none: split on
+whitespace and looked up in the run's vocab). On a bor-bor-zan run it adds the scores against
+the exact optimum (:func:`looplm.games.borborzan_scores`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -17,6 +19,8 @@ import torch
 from looplm.cli.common import positive_int
 from looplm.data.batching import stream_batches
 from looplm.data.sources import DataOptions, load_corpus
+from looplm.data.tokenize import TOKENIZER, Tokenizer, WordTokenizer, load_tokenizer
+from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
 from looplm.evaluate import WARMUP, predict_stream, score_stream
 from looplm.rundir import load_run
@@ -25,7 +29,7 @@ from looplm.rundir import load_run
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="loss, perplexity, bits and accuracy of a trained model on a stream")
     p.add_argument("--run", dest="rundir", metavar="RUNDIR", required=True, help="run directory written by looplm train")
-    p.add_argument("--file", help="score this UTF-8 text (tokens split on whitespace) instead of the run's valid data")
+    p.add_argument("--file", help="score this UTF-8 text (read by the run's tokenizer) instead of the run's valid data")
     p.add_argument("--bs", type=positive_int, help="rows scored at once (default: the run's bs)")
     p.add_argument("--sl", type=positive_int, help="tokens per row per model call (default: the run's sl)")
     p.add_argument("--warmup", type=int, default=WARMUP,
@@ -35,18 +39,26 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def read_tokens(path: str, vocab) -> torch.Tensor:
-    """The whitespace tokens of a UTF-8 file as ids of ``vocab``."""
+def run_tokenizer(rundir: str, vocab: Vocab) -> Tokenizer:
+    """The run's saved tokenizer; a run without one (written before tokenizers were saved)
+    read whitespace-separated tokens."""
+    if (Path(rundir) / TOKENIZER).is_file():
+        return load_tokenizer(rundir, vocab)
+    return WordTokenizer(vocab)
+
+
+def read_tokens(path: str, tok: Tokenizer) -> torch.Tensor:
+    """A UTF-8 file as ids of ``tok``; text its vocab cannot write is an error."""
     try:
         text = Path(path).read_bytes().decode("utf-8")
     except OSError as err:
         raise LooplmError(f"cannot read {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:
         raise LooplmError(f"{path} is not UTF-8 text (bad byte at offset {err.start}): convert it to UTF-8") from None
-    words = text.split()
-    if len(words) < 2:
-        raise LooplmError(f"{path} holds {len(words)} token(s): scoring needs at least 2")
-    return torch.from_numpy(vocab.encode(words))
+    ids = tok.encode(text, strict=True)
+    if len(ids) < 2:
+        raise LooplmError(f"{path} holds {len(ids)} token(s): scoring needs at least 2")
+    return torch.from_numpy(ids)
 
 
 def game_scores(probs, tokens: torch.Tensor, players: str, vocab) -> dict:
@@ -72,16 +84,18 @@ def evaluate(args) -> dict:
     loaded = load_run(args.rundir)
     train = loaded.config.get("train", {})
     data = train.get("data")
-    options = DataOptions(**train.get("data_options", {}))
+    known = {f.name for f in dataclasses.fields(DataOptions)}
+    options = DataOptions(**{k: v for k, v in train.get("data_options", {}).items() if k in known})
     bs, sl = args.bs or train.get("bs", 64), args.sl or train.get("sl", 16)
+    tok = run_tokenizer(args.rundir, loaded.vocab)
     if args.file:
-        tokens = read_tokens(args.file, loaded.vocab)
+        tokens = read_tokens(args.file, tok)
     elif data is None:
         raise LooplmError(f"{args.rundir}: config.json does not name the data the run was trained on: use --file")
-    else:  # the valid split exactly as training cut it (at the training sl)
-        tokens = load_corpus(data, options).split(train.get("sl", sl))[1]
-    out = {"run": str(args.rundir), "model": loaded.config.get("model"),
-           "data": args.file or f"{data} (valid)", "n_tokens": len(tokens)}
+    else:  # the valid split exactly as training cut it (at the training sl), read by the run's tokenizer
+        tokens = load_corpus(data, options, tokenizer=tok).split(train.get("sl", sl))[1]
+    out = {"run": str(args.rundir), "model": loaded.config.get("model"), "data": args.file or f"{data} (valid)",
+           "tokenizer": tok.spec, "n_tokens": len(tokens)}
     every = getattr(loaded.model, "layout", "every") == "every"
     game = every and data == "borborzan"
     if every:
@@ -112,8 +126,9 @@ def run(args) -> int:
     print(f"run:         {r['run']} ({r['model']})")
     print(f"data:        {r['data']}: {r['n_tokens']:,} tokens, {r['n_predicted']:,} predicted "
           f"(bs {r['bs']}, sl {r['sl']}, warmup {r['warmup']})")
-    print(f"loss:        {r['loss']:.4f} nats/token   perplexity {r['perplexity']:.4f}   "
-          f"{r['bits_per_token']:.4f} bits/token")
+    unit = "char" if r["tokenizer"] == "char" else "token"
+    print(f"loss:        {r['loss']:.4f} nats/{unit}   perplexity {r['perplexity']:.4f}   "
+          f"{r['bits_per_token']:.4f} bits/{unit}")
     print(f"accuracy:    {r['accuracy']:.4f}")
     if "optimal_loss" in r:
         print(f"optimum:     {r['optimal_loss']:.4f} nats/token, accuracy {r['optimal_accuracy']:.4f} "

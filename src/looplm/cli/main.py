@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from looplm.cli import data_cmd, eval_cmd, lr_find_cmd, play_cmd, reproduce_cmd, train_cmd
+from looplm.cli import data_cmd, eval_cmd, generate_cmd, lr_find_cmd, play_cmd, reproduce_cmd, train_cmd
 from looplm.checkpoint import TrainingInterrupted
 from looplm.cli.common import OneLineParser
 from looplm.errors import LooplmError
 
-COMMANDS = (data_cmd, train_cmd, reproduce_cmd, lr_find_cmd, eval_cmd, play_cmd)
+COMMANDS = (data_cmd, train_cmd, reproduce_cmd, lr_find_cmd, eval_cmd, play_cmd, generate_cmd)
 
 
 def build_parser() -> OneLineParser:

@@ -1,4 +1,5 @@
-"""Data sources by name: ``load_corpus("human-numbers")``, ``load_corpus("borborzan", options)``.
+"""Data sources by name: ``load_corpus("human-numbers")``, ``load_corpus("borborzan", options)``,
+or a path to your own text: ``load_corpus("notes.txt", DataOptions(tokenizer="bpe:2000"))``.
 
 A source makes a :class:`Corpus` from :class:`DataOptions` and may add figures
 of its own to ``looplm data describe`` (bor-bor-zan adds the best achievable
@@ -8,23 +9,30 @@ loss and accuracy).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from looplm.data.corpus import Corpus, corpus_from_tokens
 from looplm.data.human_numbers import human_numbers_lines, human_numbers_tokens
+from looplm.data.text import load_text_corpus
+from looplm.data.tokenize import Tokenizer
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
 
 
 @dataclass
 class DataOptions:
-    """Settings of generated sources (ignored by the others)."""
+    """Settings of generated sources and of text corpora (each reads the fields it needs)."""
 
     games: int = 100_000
     players: str = "random,random"
     seed: int = 0
+    tokenizer: str = "char"  # text: char, word, word:N or bpe:N
+    valid: str | None = None  # text: a separate validation file or folder
+    valid_pct: float = 0.1  # text without --valid: the last 10% is validation
+    shuffle_docs: bool = False  # text: a new document order every epoch
 
 
 @dataclass(frozen=True)
@@ -69,17 +77,24 @@ def _source(name: str) -> DataSource:
     try:
         return SOURCES[name]
     except KeyError:
-        raise LooplmError(f"unknown data {name!r}: choose one of {', '.join(SOURCES)}") from None
+        raise LooplmError(f"unknown data {name!r}: choose one of {', '.join(SOURCES)}, "
+                          "or give the path of a UTF-8 text file or of a folder of .txt files") from None
 
 
-def load_corpus(name: str, options: DataOptions | None = None) -> Corpus:
-    return _source(name).load(options or DataOptions())
+def load_corpus(name: str, options: DataOptions | None = None, tokenizer: Tokenizer | None = None) -> Corpus:
+    """A source by name, or the text at path ``name`` (read with ``tokenizer``, e.g. a run's
+    saved one, instead of fitting ``options.tokenizer``)."""
+    options = options or DataOptions()
+    if name not in SOURCES and (Path(name).exists() or Path(name).suffix or "/" in name):
+        return load_text_corpus(name, options.tokenizer, options.valid, options.valid_pct,
+                                options.seed if options.shuffle_docs else None, tokenizer)
+    return _source(name).load(options)
 
 
 def describe_corpus(corpus: Corpus, options: DataOptions | None = None) -> dict:
     """``corpus.describe()`` plus the source's own figures."""
     info = corpus.describe()
-    extra = _source(corpus.name).extra_info
+    extra = SOURCES[corpus.name].extra_info if corpus.name in SOURCES else None
     if extra is not None:
         info.update(extra(corpus, options or DataOptions()))
     return info

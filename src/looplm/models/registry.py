@@ -12,6 +12,7 @@ from looplm.errors import LooplmError
 from looplm.models.chapter_rnn import LMModel1, LMModel2, LMModel3, LMModel4
 from looplm.models.chapter_stacked import LMModel5, LModel6, LModel7
 from looplm.models.config import ChapterLMConfig
+from looplm.models.text_lm import GRULM, LSTMLM, TextLMConfig
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("lm5", LMModel5, ChapterLMConfig, "every", "LMModel5"),
         ModelSpec("lm6", LModel6, ChapterLMConfig, "every", "LModel6"),
         ModelSpec("lm7", LModel7, ChapterLMConfig, "every", "LModel7"),
+        ModelSpec("lstm", LSTMLM, TextLMConfig, "every", "LSTM language model"),
+        ModelSpec("gru", GRULM, TextLMConfig, "every", "GRU language model"),
     )
 }
 

@@ -1,0 +1,271 @@
+r"""Your own text as a corpus: one UTF-8 file, or a folder of ``.txt`` documents.
+
+A folder's documents (every ``*.txt`` below it, sorted by path) are read as one text; when
+there are several, each document ends with the ``<sep>`` token. The validation split is the
+last ``valid_pct`` of the bytes (moved to the next character boundary; nanoGPT's cut of
+Tiny Shakespeare, 1,003,854 / 111,540 characters), or a separate file or folder::
+
+    bytes:   doc 0 ........... | doc 1 ......................... | doc 2 ......
+    tokens:  d0 d0 d0 d0 <sep>   d1 d1 d1 d1 d1 <sep> | d1 d1 <sep>  d2 d2 d2 <sep>
+             \_____________________ train ___________/ \__________ valid _______/
+                                                      cut = int(n_bytes * (1 - valid_pct))
+
+The train part of the document that the cut falls in ends with ``<sep>`` too, so that every
+train document can be moved whole when documents are shuffled (``--shuffle-docs``).
+The tokenizer is fitted on the train part only. Text is read in blocks and never held whole;
+the token streams go to the memmap cache (:mod:`looplm.data.cache`) and the corpus's
+tensors are views of it, uint16 or uint32; each batch is made int64 as it is read.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from looplm.callbacks import Callback
+from looplm.data.batching import StreamBatches, n_samples, stream_batches
+from looplm.data.cache import cache_key, cached_json, cached_streams, token_dtype
+from looplm.data.corpus import Corpus
+from looplm.data.tokenize import SEP, Tokenizer, fit_tokenizer, safe_cut, tokenizer_from_dict
+from looplm.errors import LooplmError
+
+BLOCK = 1 << 20  # bytes read at a time
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """The documents of a path: ``files`` with their ``sizes`` in bytes (empty files left out)."""
+
+    path: Path
+    files: tuple[Path, ...]
+    sizes: tuple[int, ...]
+
+    @classmethod
+    def open(cls, path: str | Path) -> "TextSource":
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not files:
+                raise LooplmError(f"the folder {path} holds no .txt files: put the documents in .txt files "
+                                  "or point --data at one text file")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise LooplmError(f"no such file or folder: {path}")
+        sizes = [p.stat().st_size for p in files]
+        kept = [(p, n) for p, n in zip(files, sizes) if n > 0]
+        if not kept:
+            what = "is empty" if path.is_file() else f"holds only empty .txt files ({len(files)})"
+            raise LooplmError(f"{path} {what}: there is no text to train on")
+        return cls(path, *map(tuple, zip(*kept)))
+
+    @property
+    def n_bytes(self) -> int:
+        return sum(self.sizes)
+
+    def digest(self) -> str:
+        """A hash of the documents' names (relative, they set the order) and bytes."""
+        h = hashlib.blake2b(digest_size=16)
+        for f, size in zip(self.files, self.sizes):
+            name = f.relative_to(self.path).as_posix() if self.path.is_dir() else ""
+            h.update(f"{name}\0{size}\0".encode("utf-8", "surrogateescape"))
+            with open(f, "rb") as fh:
+                while block := fh.read(BLOCK):
+                    h.update(block)
+        return h.hexdigest()
+
+    def char_boundary(self, pos: int) -> int:
+        """``pos``, or the next byte that starts a UTF-8 character."""
+        offset = 0
+        for f, size in zip(self.files, self.sizes):
+            if pos < offset + size:
+                with open(f, "rb") as fh:
+                    fh.seek(pos - offset)
+                    head = fh.read(4)
+                skip = next((i for i, b in enumerate(head) if b & 0xC0 != 0x80), len(head))
+                return min(pos + skip, offset + size)
+            offset += size
+        return pos
+
+    def read(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, str, bool]]:
+        """Bytes ``start:stop`` of the documents as ``(doc, text, doc_ends)`` pieces of about
+        ``BLOCK`` bytes, cut where no tokenizer would notice (:func:`safe_cut`); ``doc_ends``
+        marks the last piece of a document that ends inside the range."""
+        stop = self.n_bytes if stop is None else stop
+        offset = 0
+        for doc, (f, size) in enumerate(zip(self.files, self.sizes)):
+            lo, hi = max(start - offset, 0), min(stop - offset, size)
+            offset += size
+            if lo < hi:
+                yield from self._read_file(doc, f, lo, hi, hi == size)
+
+    def _read_file(self, doc: int, f: Path, lo: int, hi: int, ends: bool) -> Iterator[tuple[int, str, bool]]:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        carry, pos = "", lo
+        with open(f, "rb") as fh:
+            fh.seek(lo)
+            while pos < hi:
+                data = fh.read(min(BLOCK, hi - pos))
+                if not data:
+                    raise LooplmError(f"{f} changed while it was being read: try again")
+                pending = len(decoder.getstate()[0])
+                try:
+                    text = carry + decoder.decode(data, final=pos + len(data) >= hi)
+                except UnicodeDecodeError as err:
+                    raise LooplmError(f"{f} is not UTF-8 text (a bad byte near offset {pos - pending + err.start}): "
+                                      "convert it to UTF-8 or leave it out") from None
+                pos += len(data)
+                last = pos >= hi
+                cut = len(text) if last else (safe_cut(text) or len(text))
+                yield doc, text[:cut], last and ends
+                carry = text[cut:]
+
+
+class _Int64Batches(StreamBatches):
+    """Batches of a uint16/uint32 stream, made int64 one batch at a time (what embeddings and
+    the loss take). Redundant once ``StreamBatches.batch`` itself returns int64."""
+
+    @classmethod
+    def of(cls, b: StreamBatches) -> "_Int64Batches":
+        return cls(b.inputs, b.targets, b.sl, b.layout)
+
+    def batch(self, k: int) -> tuple[Tensor, Tensor]:
+        x, y = super().batch(k)
+        return x.long(), y.long()
+
+    def to(self, device) -> "_Int64Batches":
+        return self.of(super().to(device))
+
+
+@dataclass(frozen=True)
+class TextCorpus(Corpus):
+    """A :class:`Corpus` read from text: ``tokens``/``valid_tokens`` are memmap views (uint16
+    or uint32); ``tokenizer`` made them; ``doc_starts`` (n_docs,) are where the train
+    stream's documents begin; ``shuffle_seed`` set means a new document order every epoch."""
+
+    tokenizer: Tokenizer | None = None
+    doc_starts: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64), compare=False)
+    shuffle_seed: int | None = None
+
+    def train_tokens(self, epoch: int) -> Tensor:
+        """The train stream for ``epoch``: as read, or its documents in the order drawn
+        from ``(shuffle_seed, epoch)`` (a copy, in the stream's small dtype)."""
+        if self.shuffle_seed is None or len(self.doc_starts) < 2:
+            return self.tokens
+        bounds = np.append(self.doc_starts, len(self.tokens))
+        order = np.random.default_rng([self.shuffle_seed, epoch]).permutation(len(self.doc_starts))
+        flat = self.tokens.numpy()
+        return torch.from_numpy(np.concatenate([flat[bounds[i] : bounds[i + 1]] for i in order]))
+
+    def batches(self, *args, **kwargs) -> tuple[StreamBatches, StreamBatches]:
+        """As :meth:`Corpus.batches`, each batch handed out as int64."""
+        return tuple(_Int64Batches.of(b) for b in super().batches(*args, **kwargs))
+
+    def describe(self) -> dict:
+        """As :meth:`Corpus.describe`, counted with numpy on the memmap, plus the tokenizer."""
+        valid = self.valid_tokens.numpy()
+        targets = valid[3 : n_samples(len(valid), 3) * 3 + 1 : 3]
+        counts = np.bincount(targets, minlength=len(self.vocab))
+        top = int(counts.argmax())
+        return {
+            "name": self.name,
+            "n_lines": self.n_lines,
+            "n_tokens": self.n_tokens,
+            "vocab_size": len(self.vocab),
+            "n_samples_3": n_samples(self.n_tokens, 3),
+            "top_token": self.tokenizer.decode([top]) if self.tokenizer else self.vocab.itos[top],
+            "baseline_accuracy": float(counts[top]) / max(len(targets), 1),
+            "tokenizer": self.tokenizer.spec if self.tokenizer else None,
+            "n_docs": len(self.doc_starts),
+            "n_train_tokens": len(self.tokens),
+            "n_valid_tokens": len(self.valid_tokens),
+        }
+
+
+def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Path | None = None,
+                     valid_pct: float = 0.1, shuffle_seed: int | None = None,
+                     fitted: Tokenizer | None = None) -> TextCorpus:
+    """The corpus of a UTF-8 file or a folder of ``.txt`` files (see the module docstring).
+
+    ``tokenizer`` is a spec (``char``, ``word``, ``word:N``, ``bpe:N``) fitted on the train
+    part, unless ``fitted`` (e.g. a run's saved tokenizer) is given. Fitted tokenizers and
+    token streams are cached, keyed by the bytes, the split and the tokenizer.
+    """
+    src = TextSource.open(path)
+    valid_src = TextSource.open(valid) if valid is not None else None
+    if valid_src is None:
+        if not 0.0 < valid_pct < 1.0:
+            raise LooplmError(f"--valid-pct must be between 0 and 1, got {valid_pct} (or give --valid PATH)")
+        cut = src.char_boundary(int(src.n_bytes * (1 - valid_pct)))
+        if cut in (0, src.n_bytes):
+            raise LooplmError(f"{path} ({src.n_bytes} bytes) is too short to split into train and valid text")
+        parts = {"train": (lambda: src.read(0, cut), len(src.files), path),
+                 "valid": (lambda: src.read(cut), len(src.files), path)}
+        split = f"{src.digest()}|cut={cut}"
+    else:
+        parts = {"train": (src.read, len(src.files), path), "valid": (valid_src.read, len(valid_src.files), valid)}
+        split = f"{src.digest()}|valid={valid_src.digest()}"
+    if fitted is None:
+        train_text = (text for _, text, _ in parts["train"][0]())
+        fitted = tokenizer_from_dict(cached_json(cache_key("fit", tokenizer, split),
+                                                 lambda: fit_tokenizer(tokenizer, train_text).to_dict()))
+    tok = fitted
+    # the tokenizer itself is part of the key: same bytes and same tokenizer, same streams
+    streams = cached_streams(cache_key("streams", split, json.dumps(tok.to_dict(), sort_keys=True)),
+                             token_dtype(len(tok.vocab)), lambda writer: _encode(writer, tok, parts))
+    return TextCorpus(str(path), tok.vocab, streams.train, streams.meta["n_lines"], valid_pct,
+                      streams.valid, tokenizer=tok, doc_starts=np.asarray(streams.meta["doc_starts"], np.int64),
+                      shuffle_seed=shuffle_seed)
+
+
+def _encode(writer, tok: Tokenizer, parts: dict) -> dict:
+    """Tokenise each stream's pieces into ``writer``; ``parts`` maps "train"/"valid" to
+    ``(pieces, n_docs, path)``. Returns what the cache keeps beside the streams."""
+    n_lines, doc_starts = 0, []
+    for stream, (pieces, n_docs, path) in parts.items():
+        if n_docs > 1 and tok.sep_id is None:
+            raise LooplmError(f"the {tok.spec} tokenizer has no {SEP} token to put between the documents of {path}")
+        doc, ends = None, True
+        for d, text, ends in pieces():
+            if stream == "train" and d != doc:
+                doc_starts.append(writer.lengths["train"])
+            doc = d
+            n_lines += text.count("\n")
+            writer.write(stream, tok.encode(text))
+            if ends and n_docs > 1:
+                writer.write(stream, np.array([tok.sep_id]))
+        if not ends and n_docs > 1:  # the head of the document that the split cut: a document too
+            writer.write(stream, np.array([tok.sep_id]))
+        if writer.lengths[stream] < 2:
+            raise LooplmError(f"the {stream} text of {path} holds {writer.lengths[stream]} {tok.spec} token(s): "
+                              "it needs at least 2")
+    return {"n_lines": n_lines, "doc_starts": doc_starts, "tokenizer": tok.spec}
+
+
+class ShuffleDocuments(Callback):
+    """Before each epoch, lay the train stream out again with its documents in a new order
+    (:meth:`TextCorpus.train_tokens`); the order depends only on the seed and the epoch,
+    so a resumed run sees the same one."""
+
+    def __init__(self, corpus: TextCorpus):
+        self.corpus = corpus
+
+    def before_epoch(self, learn) -> None:
+        old = learn.train
+        tokens = self.corpus.train_tokens(learn.epoch)
+        learn.train = _Int64Batches.of(stream_batches(tokens, old.bs, old.sl, old.layout)).to(learn.device)
+
+
+def data_callbacks(corpus: Corpus) -> list[Callback]:
+    """The callbacks a corpus asks of training (document shuffling, when asked for)."""
+    if isinstance(corpus, TextCorpus) and corpus.shuffle_seed is not None and len(corpus.doc_starts) > 1:
+        return [ShuffleDocuments(corpus)]
+    return []

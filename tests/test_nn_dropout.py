@@ -1,0 +1,114 @@
+"""The AWD dropouts: what each drops, how much, and that eval mode leaves everything alone."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from looplm.errors import LooplmError
+from looplm.nn import LSTM, EmbeddingDropout, RNNDropout, WeightDropout
+
+
+def assert_fraction(dropped: torch.Tensor, p: float):
+    """The share of zeros is p, within 4 standard deviations of a binomial."""
+    n = dropped.numel()
+    assert abs(dropped.float().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
+
+
+def assert_zero_or_rescaled(scale: torch.Tensor, p: float):
+    """Every kept value is multiplied by exactly 1/(1-p), every dropped one by 0."""
+    kept = torch.isclose(scale, torch.tensor(1 / (1 - p)))
+    assert torch.all(kept | (scale == 0))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_rnn_dropout_mask_is_constant_along_time(p):
+    torch.manual_seed(0)
+    x = torch.rand(16, 30, 64) + 0.5                     # no zeros of its own
+    y = RNNDropout(p).train()(x)
+    mask = y / x                                         # (bs, T, n): 0 or 1/(1-p)
+    torch.testing.assert_close(mask, mask[:, :1].expand_as(mask))
+    assert_zero_or_rescaled(mask, p)
+    assert_fraction(mask[:, 0] == 0, p)
+
+
+def test_rnn_dropout_is_the_identity_in_eval_mode_and_at_p0():
+    x = torch.randn(2, 3, 4)
+    assert RNNDropout(0.5).eval()(x) is x
+    assert RNNDropout(0.0).train()(x) is x
+
+
+def test_embedding_dropout_drops_whole_rows():
+    torch.manual_seed(1)
+    p, vocab = 0.3, 2000
+    emb = nn.Embedding(vocab, 8)
+    words = torch.arange(vocab).repeat(3, 2)              # every word, 6 times
+    out = EmbeddingDropout(emb, p).train()(words)         # (3, 2*vocab, 8)
+    scale = out / emb(words)
+    per_word = scale.view(3, 2, vocab, 8).permute(2, 0, 1, 3).reshape(vocab, -1)
+    torch.testing.assert_close(per_word, per_word[:, :1].expand_as(per_word))
+    assert_zero_or_rescaled(per_word, p)
+    assert_fraction(per_word[:, 0] == 0, p)
+
+
+def test_embedding_dropout_is_the_lookup_in_eval_mode_and_trains_the_embedding():
+    emb = nn.Embedding(10, 4, padding_idx=0)
+    words = torch.tensor([[0, 3, 9]])
+    dp = EmbeddingDropout(emb, 0.5)
+    torch.testing.assert_close(dp.eval()(words), emb(words))
+    dp.train()(words).sum().backward()
+    assert emb.weight.grad is not None and emb.weight.grad[0].abs().sum() == 0   # padding row
+
+
+def test_weight_dropout_zeroes_the_right_fraction_and_keeps_the_raw_weight():
+    torch.manual_seed(2)
+    p = 0.4
+    lstm = LSTM(8, 50)
+    raw = lstm.weight_hh_l0
+    before = raw.detach().clone()
+    wd = WeightDropout(lstm, p).train()
+    dropped = wd.dropped_weights()["weight_hh_l0"]
+    assert_fraction(dropped == 0, p)
+    kept = dropped != 0
+    torch.testing.assert_close(dropped[kept], before[kept] / (1 - p))
+    wd(torch.randn(4, 2, 8))
+    assert lstm.weight_hh_l0 is raw and torch.equal(raw, before)
+    assert dict(lstm.named_parameters())["weight_hh_l0"] is raw
+    assert set(wd.state_dict()) == {f"module.{k}" for k in lstm.state_dict()}
+
+
+def test_weight_dropout_uses_one_mask_for_the_whole_sequence_and_trains_the_raw_weight():
+    torch.manual_seed(3)
+    lstm = LSTM(3, 6, batch_first=True)
+    wd = WeightDropout(lstm, 0.5).train()
+    x = torch.randn(2, 9, 3)
+    torch.manual_seed(4)
+    dropped = wd.dropped_weights()["weight_hh_l0"]
+    torch.manual_seed(4)
+    out, _ = wd(x)
+    # the same as running all 9 steps with one fixed dropped matrix
+    torch.testing.assert_close(out, lstm(x, weights={"weight_hh_l0": dropped})[0])
+    out.pow(2).sum().backward()
+    grad = lstm.weight_hh_l0.grad
+    assert grad is not None
+    assert torch.all(grad[dropped == 0] == 0)             # DropConnect: no gradient when dropped
+    assert (grad[dropped != 0] != 0).float().mean() > 0.9
+
+
+def test_weight_dropout_is_deterministic_in_eval_mode():
+    torch.manual_seed(5)
+    lstm = LSTM(3, 6)
+    wd = WeightDropout(lstm, 0.5).eval()
+    x = torch.randn(4, 2, 3)
+    torch.testing.assert_close(wd(x)[0], lstm(x)[0], atol=0, rtol=0)
+    torch.testing.assert_close(wd(x)[0], wd(x)[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("make", [lambda p: RNNDropout(p),
+                                  lambda p: EmbeddingDropout(nn.Embedding(3, 2), p),
+                                  lambda p: WeightDropout(LSTM(2, 2), p)])
+@pytest.mark.parametrize("p", [1.0, -0.1, 1.5])
+def test_probability_outside_0_1_is_refused(make, p):
+    with pytest.raises(LooplmError, match=r"\[0, 1\)"):
+        make(p)

@@ -1,0 +1,93 @@
+"""Bad arguments to the strategies fail at the call with a LooplmError naming the problem."""
+
+import pytest
+import torch
+from torch import nn
+
+from looplm.errors import LooplmError
+from looplm.tbptt import burn_in, overlapping_chunks, truncated_bptt
+
+VOCAB = 5
+
+
+class TinyLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, 4)
+        self.rnn = nn.LSTM(4, 4, batch_first=True)
+        self.out = nn.Linear(4, VOCAB)
+
+    def forward(self, x, state=None):
+        h, state = self.rnn(self.emb(x), state)
+        return self.out(h), state
+
+
+class ListState(TinyLM):
+    """Returns its (h, c) as a list, which TBPTT cannot tell from a batch of states."""
+
+    def forward(self, x, state=None):
+        logits, state = super().forward(x, None if state is None else tuple(state))
+        return logits, list(state)
+
+
+class DictState(TinyLM):
+    def forward(self, x, state=None):
+        logits, (h, c) = super().forward(x)
+        return logits, {"h": h, "c": c}
+
+
+@pytest.fixture
+def stream():
+    x = torch.randint(VOCAB, (2, 12))
+    return x, x.roll(-1, dims=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(k1=0, k2=4), "k1 must be an integer >= 1, got 0"),
+        (dict(k1=4, k2=0), "k2 must be an integer >= 1, got 0"),
+        (dict(k1=-1, k2=4), "k1 must be an integer >= 1"),
+        (dict(k1=2.0, k2=4), "k1 must be an integer >= 1, got 2.0"),
+        (dict(k1=4, k2=4, mode="fast"), "mode must be one of stored, recompute, got 'fast'"),
+        (dict(k1=4, k2=4, state=[torch.zeros(1, 2, 4)]), "initial state must be None, a tensor or a tuple"),
+    ],
+)
+def test_truncated_bptt_refuses(stream, kwargs, message):
+    with pytest.raises(LooplmError, match=message.replace("(", r"\(")):
+        truncated_bptt(TinyLM(), *stream, **kwargs)
+
+
+def test_refuses_a_stream_that_is_not_rows(stream):
+    x, y = stream
+    with pytest.raises(LooplmError, match=r"inputs and targets must both be \(bs, T\)"):
+        truncated_bptt(TinyLM(), x.flatten(), y.flatten(), 4, 4)
+    with pytest.raises(LooplmError, match=r"got \(2, 12\) and \(2, 11\)"):
+        truncated_bptt(TinyLM(), x, y[:, 1:], 4, 4)
+    with pytest.raises(LooplmError, match=r"inputs and targets must both be \(bs, T\)"):
+        overlapping_chunks(TinyLM(), x.flatten(), y.flatten(), k=4)
+
+
+@pytest.mark.parametrize("model,name", [(ListState(), "list"), (DictState(), "dict")])
+@pytest.mark.parametrize("mode", ["stored", "recompute"])
+def test_refuses_a_model_whose_state_is_not_tensors(stream, model, name, mode):
+    with pytest.raises(LooplmError, match=f"returned a state of type {name}"):
+        next(truncated_bptt(model, *stream, 4, 8, mode=mode))
+    with pytest.raises(LooplmError, match=f"returned a state of type {name}"):
+        next(burn_in(model, *stream, k=4, burn=2))
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda m, x, y: overlapping_chunks(m, x, y, k=4, overlap=4), "overlap must be smaller than the window k=4, got overlap=4"),
+        (lambda m, x, y: overlapping_chunks(m, x, y, k=4, overlap=-1), "overlap must be an integer >= 0"),
+        (lambda m, x, y: overlapping_chunks(m, x, y, k=0), "k must be an integer >= 1"),
+        (lambda m, x, y: burn_in(m, x, y, k=4, burn=4), "burn-in of 4 steps leaves nothing to train in windows of k=4"),
+        (lambda m, x, y: burn_in(m, x, y, k=20, burn=12), "burn-in of 12 steps leaves nothing to train in a stream of 12 steps"),
+        (lambda m, x, y: burn_in(m, x, y, k=4, burn=-1), "burn must be an integer >= 0"),
+    ],
+)
+def test_stateless_strategies_refuse(stream, call, message):
+    with pytest.raises(LooplmError, match=message):
+        call(TinyLM(), *stream)
