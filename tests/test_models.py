@@ -100,3 +100,44 @@ def test_bad_config(overrides):
 def test_unknown_model():
     with pytest.raises(LooplmError, match="unknown model 'lm9'"):
         build_model("lm9", VOCAB)
+
+
+TWINS = [("lm6-scratch-gru", "lm6-gru"), ("lm6-scratch-lstm", "lm6")]  # (from scratch, PyTorch's)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("scratch, builtin", TWINS)
+def test_lm6_from_scratch_equals_lm6_built_in(scratch, builtin, fast):
+    """The built-in model's weights loaded into the scratch one: same logits and states, chunk after chunk."""
+    ours, theirs = build_model(scratch, VOCAB, fast=fast), build_model(builtin, VOCAB)
+    ours.load_state_dict(theirs.state_dict())
+    x = _x(6, 10)
+    state_ours = state_theirs = None
+    for chunk in (x[:, :5], x[:, 5:]):
+        logits_ours, state_ours = ours(chunk, state_ours)
+        logits_theirs, state_theirs = theirs(chunk, state_theirs)
+        torch.testing.assert_close(logits_ours, logits_theirs, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(state_ours, state_theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scratch, builtin", TWINS)
+def test_lm6_from_scratch_starts_from_the_built_in_weights(scratch, builtin):
+    """Under one seed the twins draw the same weights, so they train alike (the chapter 12 report says so)."""
+    torch.manual_seed(5)
+    ours = build_model(scratch, VOCAB).state_dict()
+    torch.manual_seed(5)
+    theirs = build_model(builtin, VOCAB).state_dict()
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+@pytest.mark.parametrize("name, is_pair", [("lm6-gru", False), ("lm6-scratch-gru", False), ("lm6-scratch-lstm", True)])
+def test_lm6_variants_carry_their_state(name, is_pair):
+    """A GRU's state is h, an LSTM's (h, c); either way two chunks equal one long chunk."""
+    model = build_model(name, VOCAB, n_hidden=16).double().eval()
+    x = _x(4, 6)
+    first, state = model(x[:, :3])
+    assert isinstance(state, tuple) == is_pair
+    second, _ = model(x[:, 3:], state)
+    whole, _ = model(x)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +36,10 @@ CHECKPOINT = "checkpoint"
 class TrainingInterrupted(Exception):
     """Ctrl-C during training: a checkpoint was written to ``path``."""
 
-    def __init__(self, path: Path, epoch: int, batch: int):
-        super().__init__(f"interrupted at epoch {epoch}, batch {batch}: checkpoint saved in {path}")
+    def __init__(self, path: Path, epoch: int, batch: int, restart: bool = False):
+        where = (f"interrupted during epoch {epoch}, which a resumed run starts again; checkpoint in {path}"
+                 if restart else f"interrupted at epoch {epoch}, batch {batch}: checkpoint saved in {path}")
+        super().__init__(where)
         self.path = path
 
 
@@ -127,9 +130,20 @@ class Checkpointer(Callback):
         save_checkpoint(self.run_dir, learn.model, learn.snapshot())
 
     def after_batch(self, learn: Learner) -> None:
-        if self.stop_requested:
+        if not self.stop_requested:
+            return
+        if learn.strategy.resumable_mid_epoch:
             path = save_checkpoint(self.run_dir, learn.model, learn.snapshot())
             raise TrainingInterrupted(path, learn.epoch, learn.batch)
+        # a strategy that walks the whole stream at once restarts its epoch: keep the
+        # checkpoint of the last finished epoch
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            print(f"looplm: stopped during the first epoch of {self.run_dir}; this training strategy "
+                  "checkpoints at the end of each epoch, so there is nothing to resume: train again",
+                  file=sys.stderr)
+            raise KeyboardInterrupt
+        raise TrainingInterrupted(path, learn.epoch, 0, restart=True)
 
 
 @contextmanager

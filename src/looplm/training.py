@@ -25,6 +25,9 @@ from looplm.models.registry import model_spec
 from looplm.plots import plot_curves
 from looplm.checkpoint import Checkpointer, load_checkpoint, stop_on_sigint
 from looplm.rundir import CONFIG, CURVES, prepare_out_dir, save_run
+from looplm.strategies import TBPTT, Chunks, Strategy, VariableChunks, Windows
+
+TBPTT_MODES = ("stored", "recompute")
 
 
 @dataclass
@@ -47,6 +50,13 @@ class TrainConfig:
     data_options: DataOptions = field(default_factory=DataOptions)
     group: bool = True  # False: consecutive samples per batch (stateless lm1/lm2 as the chapter trains them)
     model_config: dict[str, Any] = field(default_factory=dict)
+    # how the training stream becomes updates (at most one of these; none: chunks of sl)
+    k1: int | None = None  # TBPTT(k1, k2): an update every k1 steps ...
+    k2: int | None = None  # ... backpropagating k2 steps (either alone: the other is sl)
+    tbptt_mode: str = "stored"  # or "recompute"
+    overlap: int = 0  # stateless windows of sl steps, each sharing `overlap` steps with the last
+    burn_in: int = 0  # stateless windows of sl steps, the first `burn_in` without gradient
+    variable_sl: bool = False  # AWD-LSTM's random sequence lengths around sl
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -61,6 +71,35 @@ class TrainConfig:
             raise LooplmError(f"--clip must be positive, got {self.clip}")
         if self.alpha < 0 or self.beta < 0:
             raise LooplmError(f"--alpha and --beta must not be negative, got {self.alpha}, {self.beta}")
+        chosen = [name for name, on in (("--k1/--k2", self.k1 is not None or self.k2 is not None),
+                                        ("--overlap", self.overlap > 0), ("--burn-in", self.burn_in > 0),
+                                        ("--variable-sl", self.variable_sl)) if on]
+        if len(chosen) > 1:
+            raise LooplmError(f"{' and '.join(chosen)} are different training strategies: choose one")
+        for name, value in (("--k1", self.k1), ("--k2", self.k2)):
+            if value is not None and value < 1:
+                raise LooplmError(f"{name} must be at least 1, got {value}")
+        if self.tbptt_mode not in TBPTT_MODES:
+            raise LooplmError(f"--tbptt-mode must be one of {', '.join(TBPTT_MODES)}, got {self.tbptt_mode!r}")
+        if self.overlap < 0 or self.burn_in < 0:
+            raise LooplmError(f"--overlap and --burn-in must not be negative, got {self.overlap}, {self.burn_in}")
+        if self.overlap >= self.sl and self.overlap:
+            raise LooplmError(f"--overlap {self.overlap} must be smaller than the window --sl {self.sl}")
+        if self.burn_in >= self.sl and self.burn_in:
+            raise LooplmError(f"a burn-in of {self.burn_in} steps leaves nothing to train in windows of "
+                              f"--sl {self.sl}: use a larger --sl or a smaller --burn-in")
+
+    def strategy(self) -> Strategy:
+        """The training strategy these settings ask for (see :mod:`looplm.strategies`)."""
+        if self.k1 is not None or self.k2 is not None:
+            return TBPTT(self.k1 or self.sl, self.k2 or self.sl, self.tbptt_mode)
+        if self.overlap:
+            return Windows(self.sl, overlap=self.overlap)
+        if self.burn_in:
+            return Windows(self.sl, burn=self.burn_in)
+        if self.variable_sl:
+            return VariableChunks(seed=self.seed)
+        return Chunks()
 
 
 @dataclass
@@ -74,10 +113,15 @@ def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] |
     spec = model_spec(cfg.model)
     if spec.fixed_sl is not None and cfg.sl != spec.fixed_sl:
         raise LooplmError(f"model {cfg.model} reads exactly {spec.fixed_sl} tokens: use --sl {spec.fixed_sl}")
+    strategy = cfg.strategy()
+    if spec.layout != "every" and not isinstance(strategy, Chunks):
+        raise LooplmError(f"model {cfg.model} predicts only after the last step of a chunk: TBPTT, windows "
+                          "and variable lengths need a model with a prediction at every step (lm4 on)")
     seed_everything(cfg.seed)
     train, valid = corpus.batches(cfg.bs, cfg.sl, spec.layout, group=cfg.group)
     model = spec.build(spec.make_config(len(corpus.vocab), **cfg.model_config))
-    return Learner(model, train, valid, wd=cfg.wd, device=resolve_device(cfg.device), log=log, progress=progress)
+    return Learner(model, train, valid, wd=cfg.wd, device=resolve_device(cfg.device), log=log, progress=progress,
+                   strategy=strategy)
 
 
 def callbacks_for(cfg: TrainConfig) -> list[Callback]:

@@ -1,11 +1,15 @@
-"""``looplm reproduce chapter12 [--seed S | --seeds 0,1,2] [--out DIR]``."""
+"""``looplm reproduce chapter12 [--seed S | --seeds 0,1,2] [--extra] [--only NAMES] [--epochs N] [--out DIR]``."""
 
 from __future__ import annotations
 
-from looplm.cli.common import add_device_flag, seed_list
+from looplm.cli.common import add_device_flag, positive_int, seed_list
 from looplm.reproduce.chapter12 import reproduce_chapter12
 from looplm.reproduce.report import write_report
 from looplm.rundir import prepare_out_dir
+
+
+def name_list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def add_parser(sub) -> None:
@@ -14,6 +18,10 @@ def add_parser(sub) -> None:
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0, help="one seed (default 0)")
     seeds.add_argument("--seeds", type=seed_list, help="several seeds, e.g. 0,1,2: the report gives mean ± std")
+    p.add_argument("--extra", action="store_true",
+                   help="also train LModel6's setup with PyTorch's GRU and the from-scratch GRU and LSTM")
+    p.add_argument("--only", type=name_list, metavar="NAMES", help="train only these runs, e.g. lm6,lm6-gru")
+    p.add_argument("--epochs", type=positive_int, help="train every model this many epochs (a quick look)")
     p.add_argument("--out", default="runs/chapter12", help="directory for REPORT.md and its figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flag(p)
@@ -23,6 +31,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     out = prepare_out_dir(args.out)
     seeds = args.seeds or [args.seed]
-    result = reproduce_chapter12(seeds, device=args.device, progress=not args.quiet)
+    result = reproduce_chapter12(seeds, device=args.device, progress=not args.quiet, extra=args.extra,
+                                 only=args.only, epochs=args.epochs)
     print(f"report: {write_report(result, out)}")
     return 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from looplm.cli.common import add_data_flags, add_device_flag, data_options, positive_float, positive_int
 from looplm.models.registry import MODELS, model_spec
 from looplm.overrides import parse_overrides
+from looplm.data.sources import SOURCES, DataOptions
 from looplm.errors import LooplmError
-from looplm.training import TrainConfig, resume_training, train
+from looplm.training import TBPTT_MODES, TrainConfig, resume_training, train
 
 
 def add_parser(sub) -> None:
@@ -26,6 +30,21 @@ def add_parser(sub) -> None:
                    help="beta1 cycle of the one-cycle schedule")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="a model setting, e.g. --set n_hidden=128 --set p=0.3 (repeatable)")
+    p.add_argument("--preset", help="named model settings, applied before --set (awd-lstm: fastai, paper)")
+    p.add_argument("--emb-sz", type=positive_int, help="embedding size (lstm, gru, awd-lstm)")
+    p.add_argument("--n-hidden", type=positive_int, help="units per recurrent layer")
+    p.add_argument("--n-layers", type=positive_int, help="stacked recurrent layers")
+    s = p.add_argument_group("training strategy (default: chunks of --sl, state carried and detached)")
+    s.add_argument("--k1", type=positive_int, help="TBPTT(k1, k2): an update every k1 steps of the stream ...")
+    s.add_argument("--k2", type=positive_int, help="... backpropagating through the last k2 steps")
+    s.add_argument("--tbptt-mode", choices=TBPTT_MODES, default="stored",
+                   help="stored: keep the graphs of the last k2 steps; recompute: re-run them (default: stored)")
+    s.add_argument("--overlap", type=int, default=0, metavar="O",
+                   help="stateless windows of --sl steps, each sharing O steps with the previous one")
+    s.add_argument("--burn-in", type=int, default=0, metavar="K1",
+                   help="stateless windows of --sl steps whose first K1 steps run without gradient")
+    s.add_argument("--variable-sl", action="store_true",
+                   help="AWD-LSTM's random sequence lengths around --sl (learning rate scaled by length)")
     p.add_argument("--out", help="run directory to write (required unless --resume)")
     p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
@@ -40,13 +59,43 @@ def run(args) -> int:
     if not args.out:
         raise LooplmError("looplm train needs --out RUNDIR (or --resume RUNDIR)")
     spec = model_spec(args.model)
+    model_config = spec.preset(args.preset) if args.preset else {}
+    model_config.update(parse_overrides(spec.config_cls, [*_size_flags(args, spec), *args.overrides]))
     cfg = TrainConfig(
-        data=args.data, model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs, sl=args.sl,
-        seed=args.seed, alpha=args.alpha, beta=args.beta, clip=args.clip, moms=tuple(args.moms),
-        device=args.device, data_options=data_options(args), model_config=parse_overrides(spec.config_cls, args.overrides),
+        data=absolute_if_path(args.data), model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs,
+        sl=args.sl, seed=args.seed, alpha=args.alpha, beta=args.beta, clip=args.clip, moms=tuple(args.moms),
+        device=args.device, data_options=_absolute_valid(data_options(args)), model_config=model_config,
+        k1=args.k1, k2=args.k2, tbptt_mode=args.tbptt_mode, overlap=args.overlap, burn_in=args.burn_in,
+        variable_sl=args.variable_sl,
     )
     result = train(cfg, out=args.out, log=None if args.quiet else print, progress=not args.quiet)
     return _done(result, args.out, args.quiet)
+
+
+def absolute_if_path(data: str) -> str:
+    """A data path as an absolute path (so --resume works from any directory); source names unchanged."""
+    path = Path(data)
+    return str(path.resolve()) if data not in SOURCES and path.exists() else data
+
+
+def _absolute_valid(options: DataOptions) -> DataOptions:
+    if options.valid is None:
+        return options
+    return dataclasses.replace(options, valid=str(Path(options.valid).resolve()))
+
+
+def _size_flags(args, spec) -> list[str]:
+    """--emb-sz/--n-hidden/--n-layers as overrides, named as the model's config names them."""
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    hidden = "n_hid" if "n_hid" in fields else "n_hidden"
+    pairs = []
+    for name, value in (("emb_sz", args.emb_sz), (hidden, args.n_hidden), ("n_layers", args.n_layers)):
+        if value is not None:
+            if name not in fields:
+                raise LooplmError(f"model {spec.name} has no setting {name}: it is sized by "
+                                  f"{', '.join(sorted(fields - {'vocab_sz'}))}")
+            pairs.append(f"{name}={value}")
+    return pairs
 
 
 def _done(result, out: str, quiet: bool) -> int:

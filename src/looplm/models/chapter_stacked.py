@@ -2,11 +2,18 @@
 
     x (bs, sl) -> i_h -> (bs, sl, n_hidden) -> rnn (n_layers) -> (bs, sl, n_hidden) -> h_o -> (bs, sl, vocab)
 
-The state is what ``torch.nn.RNN`` / ``torch.nn.LSTM`` take: ``h`` of shape
+The state is what ``torch.nn.RNN`` / ``GRU`` / ``LSTM`` take: ``h`` of shape
 (n_layers, bs, n_hidden), or the pair ``(h, c)``. ``None`` means zeros, and a
 state made for another batch size is replaced by zeros, so a model trained at
 bs=64 evaluates at any bs (the chapter's models, which allocate ``self.h`` for
 one bs, crash there).
+
+The chapter's exercise "compare with PyTorch's GRU" is answered by LModel6 with
+its LSTM swapped: ``LModel6GRU`` (``torch.nn.GRU``), ``LModel6ScratchGRU`` and
+``LModel6ScratchLSTM`` (:mod:`looplm.nn`'s from-scratch layers). The from-scratch
+layers register the same parameters in the same order and initialise them as
+PyTorch does, so under one seed a scratch model starts from the same weights as
+its built-in twin.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from looplm.models.config import ChapterLMConfig
+from looplm.nn import GRU as ScratchGRU
+from looplm.nn import LSTM as ScratchLSTM
 from looplm.state import State, fit_state
 
 
@@ -35,7 +44,10 @@ class LMModel5(nn.Module):
 
 
 class LModel6(nn.Module):
-    """Stacked ``nn.LSTM``. forward(x, state) -> (logits (bs, sl, vocab), (h, c))."""
+    """Stacked ``nn.LSTM``. forward(x, state) -> (logits (bs, sl, vocab), (h, c)).
+
+    A subclass changes the recurrent layer by overriding ``make_rnn``.
+    """
 
     layout = "every"
 
@@ -43,12 +55,40 @@ class LModel6(nn.Module):
         super().__init__()
         self.config = config
         self.i_h = nn.Embedding(config.vocab_sz, config.n_hidden)
-        self.rnn = nn.LSTM(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True)
+        self.rnn = self.make_rnn(config)
         self.h_o = nn.Linear(config.n_hidden, config.vocab_sz)
 
-    def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    @staticmethod
+    def make_rnn(config: ChapterLMConfig) -> nn.Module:
+        return nn.LSTM(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True)
+
+    def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
         res, h = self.rnn(self.i_h(x), fit_state(state, x.shape[0]))
         return self.h_o(res), h
+
+
+class LModel6GRU(LModel6):
+    """LModel6 with ``torch.nn.GRU``. forward(x, state) -> (logits, h (n_layers, bs, n_hidden))."""
+
+    @staticmethod
+    def make_rnn(config: ChapterLMConfig) -> nn.Module:
+        return nn.GRU(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True)
+
+
+class LModel6ScratchGRU(LModel6):
+    """LModel6 with the from-scratch ``looplm.nn.GRU``; ``fast=False`` runs its readable loop."""
+
+    @staticmethod
+    def make_rnn(config: ChapterLMConfig) -> nn.Module:
+        return ScratchGRU(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True, fast=config.fast)
+
+
+class LModel6ScratchLSTM(LModel6):
+    """LModel6 with the from-scratch ``looplm.nn.LSTM``; ``fast=False`` runs its readable loop."""
+
+    @staticmethod
+    def make_rnn(config: ChapterLMConfig) -> nn.Module:
+        return ScratchLSTM(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True, fast=config.fast)
 
 
 class LModel7(nn.Module):

@@ -9,8 +9,10 @@ from typing import Any, Callable
 from torch import nn
 
 from looplm.errors import LooplmError
+from looplm.models.awd_lstm import AWD_LSTM_PRESETS, AWDLSTM, AWDLSTMConfig
 from looplm.models.chapter_rnn import LMModel1, LMModel2, LMModel3, LMModel4
 from looplm.models.chapter_stacked import LMModel5, LModel6, LModel7
+from looplm.models.chapter_stacked import LModel6GRU, LModel6ScratchGRU, LModel6ScratchLSTM
 from looplm.models.config import ChapterLMConfig
 from looplm.models.text_lm import GRULM, LSTMLM, TextLMConfig
 
@@ -23,6 +25,15 @@ class ModelSpec:
     layout: str
     title: str
     fixed_sl: int | None = None  # lm1 reads exactly 3 tokens
+    presets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # named settings
+
+    def preset(self, name: str) -> dict[str, Any]:
+        """The settings of preset ``name``, e.g. awd-lstm's ``fastai`` or ``paper``."""
+        if not self.presets:
+            raise LooplmError(f"model {self.name} has no presets: set its sizes with --set NAME=VALUE")
+        if name not in self.presets:
+            raise LooplmError(f"unknown preset {name!r} for {self.name}: choose one of {', '.join(self.presets)}")
+        return dict(self.presets[name])
 
     def make_config(self, vocab_sz: int, **overrides: Any) -> Any:
         config = self.config_cls(vocab_sz=vocab_sz, **overrides)
@@ -42,6 +53,10 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("lm5", LMModel5, ChapterLMConfig, "every", "LMModel5"),
         ModelSpec("lm6", LModel6, ChapterLMConfig, "every", "LModel6"),
         ModelSpec("lm7", LModel7, ChapterLMConfig, "every", "LModel7"),
+        ModelSpec("lm6-gru", LModel6GRU, ChapterLMConfig, "every", "LModel6 GRU"),
+        ModelSpec("lm6-scratch-gru", LModel6ScratchGRU, ChapterLMConfig, "every", "LModel6 scratch GRU"),
+        ModelSpec("lm6-scratch-lstm", LModel6ScratchLSTM, ChapterLMConfig, "every", "LModel6 scratch LSTM"),
+        ModelSpec("awd-lstm", AWDLSTM, AWDLSTMConfig, "every", "AWD-LSTM", presets=AWD_LSTM_PRESETS),
         ModelSpec("lstm", LSTMLM, TextLMConfig, "every", "LSTM language model"),
         ModelSpec("gru", GRULM, TextLMConfig, "every", "GRU language model"),
     )

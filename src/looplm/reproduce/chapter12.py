@@ -4,18 +4,30 @@ Settings are the chapter's: bs 64, n_hidden 64, sl 3 (lm1-lm3) or 16, its
 epochs and learning rates, fastai's default wd 0.01 (0.1 for LModel7), and
 LModel7 trained as ``TextLearner`` does (AR alpha=2, TAR beta=1, beta1 cycled
 0.8 -> 0.7 -> 0.8, dropout 0.4).
+
+``extra=True`` adds the chapter's exercise "compare with PyTorch's GRU": LModel6's
+setup with ``torch.nn.GRU``, ``looplm.nn.GRU`` and ``looplm.nn.LSTM`` in place of its
+LSTM (:data:`EXTRA_RUNS`), and checks that each from-scratch model starts from the
+same weights as its built-in twin (:data:`TWINS`).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
+import torch
+
 from looplm.data.sources import load_corpus
+from looplm.errors import LooplmError
 from looplm.evaluate import error_analysis, predict_stream
+from looplm.models.registry import build_model, model_spec
 from looplm.training import TrainConfig, train
+
+
+MODEL_CONFIG = {"n_hidden": 64, "n_layers": 2, "p": 0.4}
 
 
 @dataclass(frozen=True)
@@ -25,19 +37,20 @@ class ChapterRun:
     epochs: int
     lr: float
     sl: int
-    book: float  # final valid accuracy printed in the book
-    fastai_cpu: float  # mean final valid accuracy of fastai 2.8.12 on a 2-core CPU, seeds 0, 1, 2
+    book: float | None  # final valid accuracy printed in the book (None: not in the book)
+    fastai_cpu: float | None  # mean final valid accuracy of fastai 2.8.12 on a 2-core CPU, seeds 0, 1, 2
     wd: float = 0.01
     moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
     alpha: float = 0.0
     beta: float = 0.0
     group: bool = True  # the chapter groups samples into continuing rows from LMModel3 on
+    extra: bool = False  # not one of the chapter's seven models (``--extra``)
 
     def config(self, seed: int, device: str) -> TrainConfig:
         return TrainConfig(
             data="human-numbers", model=self.model, epochs=self.epochs, lr=self.lr, wd=self.wd, bs=64, sl=self.sl,
             seed=seed, alpha=self.alpha, beta=self.beta, moms=self.moms, device=device, group=self.group,
-            model_config={"n_hidden": 64, "n_layers": 2, "p": 0.4},
+            model_config=dict(MODEL_CONFIG),
         )
 
 
@@ -50,6 +63,38 @@ CHAPTER_RUNS: tuple[ChapterRun, ...] = (
     ChapterRun("lm6", "LModel6", 15, 1e-2, 16, 0.758, 0.693),
     ChapterRun("lm7", "LModel7", 15, 1e-2, 16, 0.869, 0.873, wd=0.1, moms=(0.8, 0.7, 0.8), alpha=2.0, beta=1.0),
 )
+
+_LM6 = next(run for run in CHAPTER_RUNS if run.model == "lm6")
+EXTRA_RUNS: tuple[ChapterRun, ...] = tuple(
+    replace(_LM6, model=name, title=model_spec(name).title, book=None, fastai_cpu=None, extra=True)
+    for name in ("lm6-gru", "lm6-scratch-gru", "lm6-scratch-lstm")
+)
+# (from scratch, PyTorch's built-in): the same model written twice
+TWINS: tuple[tuple[str, str], ...] = (("lm6-scratch-gru", "lm6-gru"), ("lm6-scratch-lstm", "lm6"))
+
+
+def select_runs(extra: bool = False, only: list[str] | None = None) -> tuple[ChapterRun, ...]:
+    """The chapter's runs, then the extra ones if asked; ``only`` keeps those named (in run order)."""
+    runs = CHAPTER_RUNS + (EXTRA_RUNS if extra else ())
+    if only is None:
+        return runs
+    names = [run.model for run in runs]
+    if not only:
+        raise LooplmError(f"--only names no run: choose from {', '.join(names)}")
+    for name in only:
+        if name not in names:
+            hint = " (an extra run: add --extra)" if name in {run.model for run in EXTRA_RUNS} else ""
+            raise LooplmError(f"unknown run {name!r} for --only{hint}: choose from {', '.join(names)}")
+    return tuple(run for run in runs if run.model in only)
+
+
+def same_initial_weights(scratch: str, builtin: str, vocab_sz: int, seed: int) -> bool:
+    """Whether the two models, built under the same seed, hold equal tensors under the same names."""
+    torch.manual_seed(seed)
+    a = build_model(scratch, vocab_sz, **MODEL_CONFIG).state_dict()
+    torch.manual_seed(seed)
+    b = build_model(builtin, vocab_sz, **MODEL_CONFIG).state_dict()
+    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @dataclass
@@ -76,13 +121,25 @@ class Chapter12Result:
     baseline: float
     models: list[ModelResult]
     seconds_per_seed: dict[int, float]
+    epochs: int | None = None  # every model trained this many epochs instead of the chapter's
+    same_init: dict[tuple[str, str], bool] = field(default_factory=dict)  # TWINS trained here -> equal start?
 
 
 def reproduce_chapter12(
-    seeds: list[int], device: str = "auto", log: Callable[[str], None] = print, progress: bool = True
+    seeds: list[int], device: str = "auto", log: Callable[[str], None] = print, progress: bool = True,
+    extra: bool = False, only: list[str] | None = None, epochs: int | None = None,
 ) -> Chapter12Result:
+    """Train each selected run once per seed; ``epochs`` cuts every run short for a quick look."""
+    runs = select_runs(extra, only)
+    if epochs is not None:
+        runs = tuple(replace(run, epochs=epochs) for run in runs)
+    for run in runs:
+        run.config(seeds[0], device).validate()  # fail before training, not after
     corpus = load_corpus("human-numbers")
-    results = [ModelResult(run) for run in CHAPTER_RUNS]
+    results = [ModelResult(run) for run in runs]
+    trained_names = {run.model for run in runs}
+    same_init = {twin: same_initial_weights(*twin, len(corpus.vocab), seeds[0])
+                 for twin in TWINS if set(twin) <= trained_names}
     seconds_per_seed: dict[int, float] = {}
     for seed in seeds:
         seed_start = time.perf_counter()
@@ -94,8 +151,8 @@ def reproduce_chapter12(
             if result.errors is None:
                 preds = predict_stream(trained.learner.model, trained.learner.valid)
                 result.errors = error_analysis(preds, corpus.vocab)
-            log(f"seed {seed}  {result.run.title:<9} final {result.curves[seed][-1]:.4f}  "
+            log(f"seed {seed}  {result.run.title:<20} final {result.curves[seed][-1]:.4f}  "
                 f"best {max(result.curves[seed]):.4f}  {result.seconds[seed]:5.1f} s")
         seconds_per_seed[seed] = time.perf_counter() - seed_start
-        log(f"seed {seed}: all seven in {seconds_per_seed[seed]:.1f} s")
-    return Chapter12Result(seeds, corpus.describe()["baseline_accuracy"], results, seconds_per_seed)
+        log(f"seed {seed}: all {len(results)} in {seconds_per_seed[seed]:.1f} s")
+    return Chapter12Result(seeds, corpus.describe()["baseline_accuracy"], results, seconds_per_seed, epochs, same_init)

@@ -13,9 +13,10 @@ import torch
 from looplm import __version__
 from looplm.atomic import atomic_write_text
 from looplm.plots import plot_accuracy_by_model
-from looplm.reproduce.chapter12 import Chapter12Result, ModelResult
+from looplm.reproduce.chapter12 import TWINS, Chapter12Result, ModelResult
 
 FASTAI_SECONDS = "126-145"
+AGREE, CLOSE = 0.001, 0.005  # valid accuracy: twins "agree" at an epoch within AGREE, stay close within CLOSE
 
 
 def _pm(values: list[float]) -> str:
@@ -30,12 +31,81 @@ def _results_table(res: Chapter12Result) -> list[str]:
     ]
     for m in res.models:
         final, _ = ModelResult.mean_std(m.finals())
-        need = m.run.fastai_cpu - 0.03
         per_epoch = statistics.fmean(m.seconds.values()) / m.run.epochs
+        if m.run.fastai_cpu is None:  # an extra run: nothing published to compare with
+            book = fastai = need = met = "—"
+        else:
+            book, fastai, need = f"{m.run.book:.3f}", f"{m.run.fastai_cpu:.3f}", f"{m.run.fastai_cpu - 0.03:.3f}"
+            met = "—" if res.epochs is not None else "yes" if final >= m.run.fastai_cpu - 0.03 else "**no**"
         lines.append(
-            f"| {m.run.title} (`{m.run.model}`) | {m.run.book:.3f} | {m.run.fastai_cpu:.3f} | {_pm(m.finals())} "
-            f"| {_pm(m.bests())} | {need:.3f} | {'yes' if final >= need else '**no**'} | {per_epoch:.2f} |"
+            f"| {m.run.title} (`{m.run.model}`) | {book} | {fastai} | {_pm(m.finals())} "
+            f"| {_pm(m.bests())} | {need} | {met} | {per_epoch:.2f} |"
         )
+    return lines
+
+
+def _timing(res: Chapter12Result) -> str:
+    """Seconds per seed for the chapter's models (comparable with fastai's) and for the extra runs."""
+    def per_seed(models: list[ModelResult]) -> str:
+        return ", ".join(f"seed {s}: {sum(m.seconds[s] for m in models):.1f} s" for s in res.seeds)
+
+    chapter = [m for m in res.models if not m.run.extra]
+    extra = [m for m in res.models if m.run.extra]
+    text = (f"Training time of the chapter's {len(chapter)} models: {per_seed(chapter)} "
+            f"(fastai, all seven on the same kind of CPU: {FASTAI_SECONDS} s per seed).") if chapter else ""
+    if extra:
+        text += f" Of the {len(extra)} extra runs: {per_seed(extra)}."
+    return text.strip()
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def _mean_final(m: ModelResult) -> float:
+    return statistics.fmean(m.finals())
+
+
+def _mean_seconds(m: ModelResult) -> float:
+    return statistics.fmean(m.seconds.values())
+
+
+def _compare_section(res: Chapter12Result) -> list[str]:
+    """The chapter's exercise: the GRU beside LModel6's LSTM, from scratch beside PyTorch's."""
+    by_name = {m.run.model: m for m in res.models}
+    lines = ["## Compare with PyTorch's GRU (the chapter's exercise)", "",
+             "LModel6's setup (same epochs, lr, bs, sl, wd) with its recurrent layer swapped. Final valid accuracy",
+             "and seconds per run are means over seeds.", ""]
+    for scratch, builtin in TWINS:
+        if scratch not in by_name or builtin not in by_name:
+            continue
+        a, b = by_name[scratch], by_name[builtin]
+        gaps = [max(abs(a.curves[s][e] - b.curves[s][e]) for s in a.curves) for e in range(a.run.epochs)]
+        if res.same_init[(scratch, builtin)]:
+            start = ("start from the same weights under one seed (every tensor equal: the from-scratch layer "
+                     "registers the same parameters in the same order and draws them as PyTorch does) and compute "
+                     "the same function, so only float rounding separates them (the kernels sum in another order)")
+        else:
+            start = ("do **not** start from the same weights under one seed (the layers draw their parameters "
+                     "differently), so they are two different trainings, not one computed twice")
+        if max(gaps) <= CLOSE:
+            curves = f"their curves stay within {max(gaps):.4f} of each other at every epoch"
+        else:
+            agree = next(e for e, gap in enumerate(gaps) if gap > AGREE)
+            curves = (f"their curves agree within {AGREE} for the first {agree} of {_epochs(len(gaps))}, then drift "
+                      f"apart (largest gap {max(gaps):.4f})")
+            if res.same_init[(scratch, builtin)] and agree:
+                curves += ": this setup amplifies rounding-sized differences as it trains"
+        lines += [f"- **{a.run.title}** against **{b.run.title}**: the two {start}. Final accuracy "
+                  f"{_mean_final(a):.4f} against {_mean_final(b):.4f}; over every seed, {curves}. Time "
+                  f"{_mean_seconds(a):.1f} s against {_mean_seconds(b):.1f} s per run "
+                  f"({_mean_seconds(a) / _mean_seconds(b):.2f}×)."]
+    if "lm6-gru" in by_name and "lm6" in by_name:
+        gru, lstm = by_name["lm6-gru"], by_name["lm6"]
+        lines += [f"- **GRU against LSTM** (both PyTorch's): final accuracy {_mean_final(gru):.4f} against "
+                  f"{_mean_final(lstm):.4f}, best {statistics.fmean(gru.bests()):.4f} against "
+                  f"{statistics.fmean(lstm.bests()):.4f}, in {_mean_seconds(gru):.1f} s against "
+                  f"{_mean_seconds(lstm):.1f} s per run."]
     return lines
 
 
@@ -73,7 +143,9 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
               for m in res.models}
     plot_accuracy_by_model(curves, out / "accuracy.png", res.baseline)
     seeds = ", ".join(map(str, res.seeds))
-    per_seed = ", ".join(f"seed {s}: {t:.1f} s" for s, t in res.seconds_per_seed.items())
+    cut = ([f"Every model trained {_epochs(res.epochs)} instead of the chapter's: a quick look, not comparable with "
+            "the book or fastai.", ""] if res.epochs is not None else [])
+    extra = any(m.run.extra for m in res.models)
     lines = [
         "# Chapter 12 reproduced: A Language Model from Scratch",
         "",
@@ -84,12 +156,14 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
         "beside fastai 2.8.12 running the chapter's own code on a 2-core CPU (mean of seeds 0, 1, 2).",
         f"Baseline (always predict the most common target, `thousand`): {res.baseline:.4f}.",
         "",
+        *cut,
         *_results_table(res),
         "",
-        f"Time for all seven models: {per_seed} (fastai on the same kind of CPU: {FASTAI_SECONDS} s per seed).",
+        _timing(res),
         "",
         "![valid accuracy per epoch, mean over seeds](accuracy.png)",
         "",
+        *(_compare_section(res) + [""] if extra else []),
         *_errors_section(res),
         "",
     ]
@@ -98,6 +172,8 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
         "seeds": res.seeds,
         "baseline": res.baseline,
         "seconds_per_seed": res.seconds_per_seed,
+        "epochs": res.epochs,
+        "same_init": [{"scratch": a, "builtin": b, "equal": equal} for (a, b), equal in res.same_init.items()],
         "models": {
             m.run.model: {"title": m.run.title, "book": m.run.book, "fastai_cpu": m.run.fastai_cpu,
                           "curves": m.curves, "seconds": m.seconds, "errors": m.errors}
