@@ -173,3 +173,20 @@ def test_eval_of_a_char_level_text_run(tmp_path, capsys):
     assert main(["eval", "--run", str(out), "--file", str(sample)]) == 2
     err = capsys.readouterr().err
     assert "'d'" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("tokenizer, unit", [("char", "char"), ("word", "token"), ("bpe:300", "token")])
+def test_eval_of_a_text_run_names_its_unit_and_layout(tmp_path, capsys, tokenizer, unit):
+    text = tmp_path / "story.txt"
+    text.write_text("the cat sat on the mat and the dog ran to the sun. " * 80)
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(text), model="gru", epochs=1, bs=4, sl=8, data_options=DataOptions(tokenizer=tokenizer),
+                      model_config={"emb_sz": 8, "n_hidden": 16, "n_layers": 1})
+    train(cfg, out=out, log=None, progress=False)
+    r = _eval(capsys, "--run", str(out), "--bs", "3", "--sl", "5")
+    assert (r["bs"], r["sl"], r["tokenizer"]) == (3, 5, tokenizer)
+    assert r["bits_per_token"] == pytest.approx(r["loss"] / math.log(2))
+    assert ("bits_per_char" in r) == (unit == "char")
+    assert main(["eval", "--run", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"bits/{unit}" in printed and f"nats/{unit}" in printed and "(bs 4, sl 8, warmup 256)" in printed

@@ -1,5 +1,6 @@
 """Interrupt a run with Ctrl-C (a real SIGINT), resume it, and get the losses of an uninterrupted run."""
 
+import csv
 import os
 import signal
 
@@ -11,6 +12,7 @@ from looplm.checkpoint import CHECKPOINT, TrainingInterrupted
 from looplm.cli.main import main
 from looplm.errors import LooplmError
 from looplm.rundir import load_run
+from looplm.data.sources import DataOptions
 from looplm.training import TrainConfig, resume_training, train
 
 CFG = dict(model="lm7", epochs=2, lr=1e-2, wd=0.1, bs=32, sl=16, seed=0, alpha=2.0, beta=1.0,
@@ -63,3 +65,43 @@ def test_damaged_checkpoint(tmp_path, straight):
     (run / CHECKPOINT / "trainer.safetensors").write_bytes(b"garbage")
     with pytest.raises(LooplmError, match="damaged"):
         resume_training(run, log=None, progress=False)
+
+
+TEXT = "the cat sat on the mat. the dog ran to the sun. a bird sang on the hill.\n" * 12
+
+
+@pytest.mark.parametrize("layout", ["file", "folder-shuffled"])
+def test_a_text_run_resumed_equals_straight(tmp_path, monkeypatch, capsys, layout):
+    """Char tokenizer on a text file (or a folder, documents shuffled per epoch): stopped by
+    Ctrl-C in the middle of an epoch, resumed from the CLI with the token cache gone, so the
+    resumed run reads its data with the tokenizer saved in the run directory."""
+    import shutil
+
+    if layout == "file":
+        data = tmp_path / "story.txt"
+        data.write_text(TEXT, encoding="utf-8")
+    else:
+        data = tmp_path / "docs"
+        data.mkdir()
+        for i, line in enumerate(TEXT.splitlines()[:12]):
+            (data / f"{i:02d}.txt").write_text(f"{i} {line}\n" * 3, encoding="utf-8")
+    options = DataOptions(tokenizer="char", shuffle_docs=layout != "file", seed=3)
+    cfg = dict(data=str(data), model="lstm", epochs=2, lr=1e-2, bs=4, sl=16, seed=3, data_options=options,
+               model_config={"emb_sz": 8, "n_hidden": 16, "n_layers": 1})
+    straight = train(TrainConfig(**cfg), out=tmp_path / "straight", log=None, progress=False)
+    per_epoch = len(straight.learner.train)
+    stop_at = 5 if layout == "file" else per_epoch + 5  # the middle of the first or the second epoch
+    monkeypatch.setenv("LOOPLM_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(TrainConfig(**cfg), out=run, log=None, progress=False, cbs=[CtrlCAt(stop_at)])
+    shutil.rmtree(tmp_path / "cache")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    resumed = [row[:4] for row in csv.reader((run / "metrics.csv").open())]  # epoch, losses, accuracy
+    assert resumed == [row[:4] for row in csv.reader((tmp_path / "straight" / "metrics.csv").open())]
+    assert len(resumed) == 3 and resumed[1][1:] != resumed[2][1:]
+    assert (run / "tokenizer.json").read_text() == (tmp_path / "straight" / "tokenizer.json").read_text()
+    for (k, v), (_, w) in zip(load_run(run).model.state_dict().items(),
+                              load_run(tmp_path / "straight").model.state_dict().items(), strict=True):
+        assert torch.equal(v, w), k

@@ -71,11 +71,13 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, snap: TrainerSnapshot
             for name, value in slots.items():
                 tensors[f"opt.{pid}.{name}"] = value if isinstance(value, Tensor) else torch.tensor(value)
         tensors["rng"] = snap.rng
+        tensors.update({f"rng.{rank}": rng for rank, rng in enumerate(snap.rank_rngs)})  # data parallel
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "trainer.safetensors"))
         meta = {
             "epoch": snap.epoch, "batch": snap.batch, "train_iter": snap.train_iter, "history": snap.history,
             "loss_sum": snap.loss_sum, "state": state_kind, "param_groups": opt["param_groups"],
             "opt_slots": {str(pid): sorted(slots) for pid, slots in opt["state"].items()},
+            "rank_rngs": len(snap.rank_rngs),
         }
         (tmp / "trainer.json").write_text(json.dumps(meta), encoding="utf-8")
         old = run_dir / f".{CHECKPOINT}.old"
@@ -107,7 +109,7 @@ def load_checkpoint(run_dir: str | Path, model: nn.Module) -> TrainerSnapshot:
         snap = TrainerSnapshot(
             epoch=meta["epoch"], batch=meta["batch"], train_iter=meta["train_iter"], history=meta["history"],
             loss_sum=meta["loss_sum"], state=_state_from(meta["state"], tensors), optimizer=optimizer,
-            rng=tensors["rng"],
+            rng=tensors["rng"], rank_rngs=tuple(tensors[f"rng.{r}"] for r in range(meta.get("rank_rngs", 0))),
         )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError, TypeError,
             SafetensorError, RuntimeError) as err:
@@ -121,23 +123,35 @@ class Checkpointer(Callback):
     """Write a checkpoint after every epoch, and when asked to stop (Ctrl-C) after the current batch."""
 
     order = 100
+    sync_every = 8  # data parallel: updates between two checks of every rank's Ctrl-C
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, write: bool = True):
         self.run_dir = Path(run_dir)
+        self.write = write  # data parallel: every rank takes part in the snapshot, rank 0 writes it
         self.stop_requested = False
 
+    def _save(self, learn: Learner) -> Path:
+        snap = learn.snapshot()
+        return save_checkpoint(self.run_dir, learn.model, snap) if self.write else self.run_dir / CHECKPOINT
+
     def after_epoch(self, learn: Learner) -> None:
-        save_checkpoint(self.run_dir, learn.model, learn.snapshot())
+        self._save(learn)
 
     def after_batch(self, learn: Learner) -> None:
-        if not self.stop_requested:
+        if learn.dist is None:
+            stop = self.stop_requested
+        else:  # ranks agree on the batch to stop at; asked every few updates (a collective each time)
+            stop = learn.train_iter % self.sync_every == 0 and learn.dist.any(self.stop_requested)
+        if not stop:
             return
         if learn.strategy.resumable_mid_epoch:
-            path = save_checkpoint(self.run_dir, learn.model, learn.snapshot())
+            path = self._save(learn)
             raise TrainingInterrupted(path, learn.epoch, learn.batch)
         # a strategy that walks the whole stream at once restarts its epoch: keep the
         # checkpoint of the last finished epoch
         path = self.run_dir / CHECKPOINT
+        if not self.write:
+            raise KeyboardInterrupt
         if not path.exists():
             print(f"looplm: stopped during the first epoch of {self.run_dir}; this training strategy "
                   "checkpoints at the end of each epoch, so there is nothing to resume: train again",

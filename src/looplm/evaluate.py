@@ -50,7 +50,7 @@ def predict_stream(model: nn.Module, batches: StreamBatches) -> StreamPrediction
         logits, state = model(x, state)
         loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
         preds.append(logits.argmax(-1).reshape(x.shape[0], -1).cpu())  # (bs, sl) or (bs, 1)
-    inputs, targets = batches.inputs.cpu(), batches.targets.cpu()
+    inputs, targets = batches.inputs.cpu().long(), batches.targets.cpu().long()  # text streams: uint16/32
     if batches.layout == "every":
         padded = F.pad(inputs, (CONTEXT - 1, 0), value=-1)
         context = padded.unfold(1, CONTEXT, 1)  # (bs, L, CONTEXT): the inputs up to each position

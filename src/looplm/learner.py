@@ -65,6 +65,7 @@ class TrainerSnapshot:
     state: State
     optimizer: dict
     rng: Tensor
+    rank_rngs: tuple[Tensor, ...] = ()  # data parallel: every rank's RNG (rng is rank 0's)
 
 
 def default_adam(params: list[dict], lr: float, wd: float) -> torch.optim.Optimizer:
@@ -126,6 +127,7 @@ class Learner:
         self.history: list[EpochMetrics] = []
         self.train_iter = self.total_iters = self.epoch = self.batch = 0
         self.needs_activations = False
+        self.dist = None  # a looplm.distributed.Distributed when this is one rank of a job
         self._handlers: dict[str, list[Callback]] = {}
 
     def _say(self, line: str) -> None:
@@ -226,24 +228,33 @@ class Learner:
             self.train_iter, self.batch = self.train_iter + 1, self.batch + 1
             self.event("after_batch")
         self.activations = None
-        return (self._loss_sum / n_updates).item()
+        loss_sum = self._loss_sum if self.dist is None else self.dist.weighted_mean(self._loss_sum, self.train.bs)
+        return (loss_sum / n_updates).item()
 
     # -- snapshots (for checkpoints) -------------------------------------------
     def snapshot(self) -> TrainerSnapshot:
-        """Everything a resumed fit needs, taken between two batches."""
+        """Everything a resumed fit needs, taken between two batches (on every rank of a
+        job: the full hidden state and the rows' mean loss are gathered)."""
+        state, loss_sum, rngs = self.state, self._loss_sum, ()
+        if self.dist is not None:
+            state, rngs = self.dist.gather_state(state), self.dist.gather_rngs()
+            loss_sum = self.dist.weighted_mean(loss_sum, self.train.bs)
         return TrainerSnapshot(
             epoch=self.epoch, batch=self.batch, train_iter=self.train_iter,
-            history=[m.as_dict() for m in self.history], loss_sum=self._loss_sum.item(),
-            state=self.state, optimizer=self.opt.state_dict(), rng=torch.get_rng_state(),
+            history=[m.as_dict() for m in self.history], loss_sum=loss_sum.item(),
+            state=state, optimizer=self.opt.state_dict(), rng=torch.get_rng_state(), rank_rngs=rngs,
         )
 
     def _restore(self, snap: TrainerSnapshot) -> None:
         self.epoch, self.batch, self.train_iter = snap.epoch, snap.batch, snap.train_iter
         self.history = [EpochMetrics(**row) for row in snap.history]
         self._loss_sum = torch.tensor(snap.loss_sum, device=self.device)
-        self.state = map_state(snap.state, lambda t: t.to(self.device))
+        state, rng = snap.state, snap.rng
+        if self.dist is not None:  # this rank's rows of the full state
+            state, rng = self.dist.rows_of(state), self.dist.own_rng(rng, snap.rank_rngs)
+        self.state = map_state(state, lambda t: t.to(self.device))
         self.opt.load_state_dict(snap.optimizer)
-        torch.set_rng_state(snap.rng)
+        torch.set_rng_state(rng)
 
     @torch.no_grad()
     def validate(self, data: StreamBatches | None = None) -> tuple[float, float]:
@@ -258,4 +269,6 @@ class Learner:
             loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
             correct += (logits.argmax(-1) == y).sum()
         n = data.n_targets
+        if self.dist is not None:  # sums over every rank's rows
+            loss_sum, correct, n = self.dist.sum(loss_sum, correct, n)
         return (loss_sum / n).item(), (correct / n).item()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -59,6 +59,27 @@ def save_run(out: str | Path, model: nn.Module | None, vocab: Vocab, config: dic
         atomic_write_text(out / METRICS, buf.getvalue())
 
 
+def weights_mismatch(model: nn.Module, path: str | Path, vocab_sz: int | None = None) -> str | None:
+    """What differs between the shapes of the tensors in the safetensors file ``path`` and
+    ``model``'s (None when nothing does, or when the file cannot be read: loading it says so).
+    Reads the file's header only. With ``vocab_sz``, a vocab-sized tensor of another size is
+    reported as the vocab the weights were trained with."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    differ = [k for k in wanted if k in stored and stored[k] != wanted[k]]
+    if not differ:
+        return None
+    for k in differ:
+        if vocab_sz is not None and wanted[k][:1] == (vocab_sz,) and stored[k][1:] == wanted[k][1:]:
+            return (f"the weights were trained with a vocab of {stored[k][0]} tokens, the run's vocab has "
+                    f"{vocab_sz} ({k} is {list(stored[k])} in the file)")
+    return "; ".join(f"{k} is {list(stored[k])} in the file, {list(wanted[k])} in the model" for k in differ[:3])
+
+
 @dataclass
 class LoadedRun:
     model: nn.Module
@@ -85,6 +106,10 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
             f"but vocab.json has {len(vocab)}: the run directory mixes files of different runs"
         )
     model = spec.build(spec.config_cls(**model_config))
+    why = weights_mismatch(model, path / WEIGHTS, len(vocab))
+    if why:
+        raise LooplmError(f"{path / WEIGHTS} does not fit model {name} as config.json describes it: {why} "
+                          "(the run directory mixes files of different runs)")
     try:
         missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False, device=device)
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:

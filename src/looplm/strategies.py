@@ -100,8 +100,8 @@ class VariableChunks(Strategy):
         lengths = self.lengths(data, learn.epoch)
         position = sum(lengths[:start])
         for length in lengths[start:]:
-            x = data.inputs[:, position : position + length]
-            y = data.targets[:, position : position + length]
+            x = data.inputs[:, position : position + length].long()  # int64 per chunk, not per stream
+            y = data.targets[:, position : position + length].long()
             position += length
             loss = _one_update(learn, x, y)
             saved = [group["lr"] for group in learn.opt.param_groups]

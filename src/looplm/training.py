@@ -19,6 +19,7 @@ from looplm.data.sources import DataOptions, load_corpus
 from looplm.data.text import data_callbacks  # issue 6
 from looplm.data.tokenize import save_tokenizer, tokenizer_for  # issue 6
 from looplm.device import resolve_device, seed_everything
+from looplm.distributed import DistOptions, Distributed, attach, job_callbacks, on_main, setup  # issue 7
 from looplm.errors import LooplmError
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
@@ -109,7 +110,9 @@ class TrainResult:
     config: TrainConfig
 
 
-def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] | None, progress: bool) -> Learner:
+def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] | None, progress: bool,
+                  dist: Distributed | None = None) -> Learner:
+    """The learner of ``cfg``; with ``dist``, one rank's: its bs/n rows of the train and valid layouts."""
     spec = model_spec(cfg.model)
     if spec.fixed_sl is not None and cfg.sl != spec.fixed_sl:
         raise LooplmError(f"model {cfg.model} reads exactly {spec.fixed_sl} tokens: use --sl {spec.fixed_sl}")
@@ -118,10 +121,14 @@ def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] |
         raise LooplmError(f"model {cfg.model} predicts only after the last step of a chunk: TBPTT, windows "
                           "and variable lengths need a model with a prediction at every step (lm4 on)")
     seed_everything(cfg.seed)
-    train, valid = corpus.batches(cfg.bs, cfg.sl, spec.layout, group=cfg.group)
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    train, valid = corpus.batches(cfg.bs, cfg.sl, spec.layout, group=cfg.group, rank=rank, world_size=world)
     model = spec.build(spec.make_config(len(corpus.vocab), **cfg.model_config))
-    return Learner(model, train, valid, wd=cfg.wd, device=resolve_device(cfg.device), log=log, progress=progress,
-                   strategy=strategy)
+    device = dist.device if dist is not None else resolve_device(cfg.device)
+    learner = Learner(model, train, valid, wd=cfg.wd, device=device, log=log, progress=progress, strategy=strategy)
+    if dist is not None:
+        attach(dist, learner, cfg.seed)
+    return learner
 
 
 def callbacks_for(cfg: TrainConfig) -> list[Callback]:
@@ -162,35 +169,57 @@ def train(
     progress: bool = True,
     resume: bool = False,
     cbs: Sequence[Callback] = (),
+    dist_options: DistOptions | None = None,
 ) -> TrainResult:
     """Train one model with one-cycle; with ``out``, keep a run directory there
     (config and vocab first, a checkpoint after every epoch and on Ctrl-C, the
-    weights, metrics and curves at the end). ``resume`` continues from its checkpoint."""
+    weights, metrics and curves at the end). ``resume`` continues from its checkpoint.
+
+    Started by torchrun, this process is one rank of a data-parallel job
+    (:mod:`looplm.distributed`): only rank 0 prints and writes ``out``."""
     cfg.validate()
+    dist = setup(cfg, dist_options)  # issue 7: None unless torchrun started several ranks
+    main = dist is None or dist.is_main
+    if not main:
+        log, progress = None, False
     if out is not None:
-        prepare_out_dir(out)  # fail before training, not after
-    corpus = corpus or load_corpus(cfg.data, cfg.data_options)
-    learner = build_learner(cfg, corpus, log, progress)
+        on_main(dist, lambda: prepare_out_dir(out))  # fail before training, not after
+    if corpus is None:
+        load = lambda: load_corpus(cfg.data, cfg.data_options)  # noqa: E731
+        corpus = load() if dist is None else dist.main_first(load)  # rank 0 fills the cache first
+    learner = build_learner(cfg, corpus, log, progress, dist)
     cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus)]  # issue 6: text corpora may shuffle documents
+    if dist is not None:
+        cbs = job_callbacks(dist, cbs, corpus, cfg.bs)
     checkpointer = None
     if out is not None:
         config = run_config(cfg, learner.model.config)
-        save_run(out, None, corpus.vocab, config, [])
-        save_tokenizer(tokenizer_for(corpus), out)  # issue 6: eval and generate read text as training did
-        checkpointer = Checkpointer(out)
+
+        def start_run() -> None:
+            save_run(out, None, corpus.vocab, config, [])
+            save_tokenizer(tokenizer_for(corpus), out)  # issue 6: eval and generate read text as training did
+
+        on_main(dist, start_run)
+        checkpointer = Checkpointer(out, write=main)
         cbs.append(checkpointer)
-    snapshot = load_checkpoint(out, learner.model) if resume else None
+    snapshot = on_main(dist, lambda: load_checkpoint(out, learner.model)) if resume else None
+    if snapshot is not None and dist is not None:
+        dist.broadcast_module(learner.model)  # the weights rank 0 loaded
     with stop_on_sigint(checkpointer) if checkpointer else nullcontext():
         learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot)
-    if out is not None:
+    if out is not None and main:
         history = [m.as_dict() for m in learner.history]
         save_run(out, learner.model, corpus.vocab, config, history)
         plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
+    if dist is not None:
+        dist.close()
     return TrainResult(learner, corpus, cfg)
 
 
-def resume_training(run_dir: str | Path, log: Callable[[str], None] | None = print, progress: bool = True) -> TrainResult:
-    """Continue the run in ``run_dir`` from its last checkpoint, with its own settings."""
+def resume_training(run_dir: str | Path, log: Callable[[str], None] | None = print, progress: bool = True,
+                    dist_options: DistOptions | None = None) -> TrainResult:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its own settings
+    (every rank of a data-parallel job reads them: ``run_dir`` must be visible to all)."""
     path = Path(run_dir) / CONFIG
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -198,4 +227,8 @@ def resume_training(run_dir: str | Path, log: Callable[[str], None] | None = pri
         raise LooplmError(f"{run_dir} is not a run directory (no {CONFIG}): nothing to resume") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise LooplmError(f"{path} is damaged ({err}): resume is not possible, retrain") from None
-    return train(config_from_run(config), out=run_dir, log=log, progress=progress, resume=True)
+    from looplm.resume import open_resume  # issue 6: RUNDIR checked, its data read by its tokenizer
+
+    cfg, corpus = open_resume(run_dir, config)
+    return train(cfg, out=run_dir, corpus=corpus, log=log, progress=progress, resume=True,
+                 dist_options=dist_options)

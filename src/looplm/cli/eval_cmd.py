@@ -2,9 +2,11 @@
 
 Scores a trained model on every position of a stream (:func:`looplm.evaluate.score_stream`):
 by default the validation stream of the data it was trained on, rebuilt from its config;
-with ``--file``, a UTF-8 text read by the run's tokenizer (runs that saved none: split on
-whitespace and looked up in the run's vocab). On a bor-bor-zan run it adds the scores against
-the exact optimum (:func:`looplm.games.borborzan_scores`).
+with ``--file``, a UTF-8 text read by the run's tokenizer (older runs of a generated source
+that saved none: split on whitespace and looked up in the run's vocab). A text run's data must
+still be the text it was trained on. A char run's loss is also given in bits per character.
+On a bor-bor-zan run it adds the scores against the exact optimum
+(:func:`looplm.games.borborzan_scores`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 
 from looplm.cli.common import positive_int
 from looplm.data.batching import stream_batches
-from looplm.data.sources import DataOptions, load_corpus
+from looplm.data.sources import DataOptions, is_text_path, load_corpus
 from looplm.data.tokenize import TOKENIZER, Tokenizer, WordTokenizer, load_tokenizer
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
@@ -39,10 +41,10 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def run_tokenizer(rundir: str, vocab: Vocab) -> Tokenizer:
-    """The run's saved tokenizer; a run without one (written before tokenizers were saved)
-    read whitespace-separated tokens."""
-    if (Path(rundir) / TOKENIZER).is_file():
+def run_tokenizer(rundir: str, vocab: Vocab, data: str | None = None) -> Tokenizer:
+    """The run's saved tokenizer; a run of a generated source (``data``) without one (written
+    before tokenizers were saved) read whitespace-separated tokens. A text run needs its own."""
+    if (Path(rundir) / TOKENIZER).is_file() or data is None or is_text_path(data):
         return load_tokenizer(rundir, vocab)
     return WordTokenizer(vocab)
 
@@ -87,13 +89,13 @@ def evaluate(args) -> dict:
     known = {f.name for f in dataclasses.fields(DataOptions)}
     options = DataOptions(**{k: v for k, v in train.get("data_options", {}).items() if k in known})
     bs, sl = args.bs or train.get("bs", 64), args.sl or train.get("sl", 16)
-    tok = run_tokenizer(args.rundir, loaded.vocab)
+    tok = run_tokenizer(args.rundir, loaded.vocab, data)
     if args.file:
         tokens = read_tokens(args.file, tok)
     elif data is None:
         raise LooplmError(f"{args.rundir}: config.json does not name the data the run was trained on: use --file")
     else:  # the valid split exactly as training cut it (at the training sl), read by the run's tokenizer
-        tokens = load_corpus(data, options, tokenizer=tok).split(train.get("sl", sl))[1]
+        tokens = load_corpus(data, options, tokenizer=tok, same_data=True).split(train.get("sl", sl))[1]
     out = {"run": str(args.rundir), "model": loaded.config.get("model"), "data": args.file or f"{data} (valid)",
            "tokenizer": tok.spec, "n_tokens": len(tokens)}
     every = getattr(loaded.model, "layout", "every") == "every"
@@ -107,6 +109,8 @@ def evaluate(args) -> dict:
         loss, accuracy = pred.loss, pred.accuracy
         out.update(n_predicted=len(pred.targets), bs=bs, sl=sl, warmup=0)
     out.update(loss=loss, perplexity=math.exp(min(loss, 700.0)), bits_per_token=loss / math.log(2), accuracy=accuracy)
+    if tok.spec == "char":  # one token is one character
+        out["bits_per_char"] = out["bits_per_token"]
     if game:
         players = args.players or options.players
         try:

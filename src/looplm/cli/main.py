@@ -7,6 +7,7 @@ import sys
 from looplm.cli import data_cmd, eval_cmd, generate_cmd, lr_find_cmd, play_cmd, reproduce_cmd, train_cmd
 from looplm.checkpoint import TrainingInterrupted
 from looplm.cli.common import OneLineParser
+from looplm.distributed import rank_prefix
 from looplm.errors import LooplmError
 
 COMMANDS = (data_cmd, train_cmd, reproduce_cmd, lr_find_cmd, eval_cmd, play_cmd, generate_cmd)
@@ -25,10 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return int(done.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # issue 7: train --nproc relaunches them
     try:
         return args.run(args) or 0
     except LooplmError as err:
-        print(f"looplm: error: {err}", file=sys.stderr)
+        print(f"looplm: error: {rank_prefix()}{err}", file=sys.stderr)
         return 2
     except TrainingInterrupted as stop:
         print(f"looplm: {stop}; continue with: looplm train --resume {stop.path.parent}", file=sys.stderr)

@@ -11,6 +11,7 @@ from looplm.overrides import parse_overrides
 from looplm.data.sources import SOURCES, DataOptions
 from looplm.errors import LooplmError
 from looplm.training import TBPTT_MODES, TrainConfig, resume_training, train
+from looplm import distributed  # issue 7
 
 
 def add_parser(sub) -> None:
@@ -49,12 +50,24 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     add_device_flag(p)
+    d = p.add_argument_group("data parallel (see docs/scaling.md)")
+    d.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="train with N processes on this machine (runs torchrun; --bs is split between them)")
+    d.add_argument("--dist-timeout", type=positive_float, default=60.0, metavar="S",
+                   help="seconds a rank waits for the others to join the job (default: 60)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.nproc and args.nproc > 1 and distributed.env_world_size() == 1:  # issue 7: relaunch under torchrun
+        if not args.resume:
+            distributed.check_divisible(args.bs, args.nproc)
+        return distributed.launch(args.nproc, getattr(args, "argv", None) or ["train"])
+    args.quiet = args.quiet or not distributed.is_main()  # only rank 0 prints
+    options = distributed.DistOptions(rendezvous_timeout=args.dist_timeout)
     if args.resume:
-        result = resume_training(args.resume, log=None if args.quiet else print, progress=not args.quiet)
+        result = resume_training(args.resume, log=None if args.quiet else print, progress=not args.quiet,
+                                 dist_options=options)
         return _done(result, args.resume, args.quiet)
     if not args.out:
         raise LooplmError("looplm train needs --out RUNDIR (or --resume RUNDIR)")
@@ -68,7 +81,8 @@ def run(args) -> int:
         k1=args.k1, k2=args.k2, tbptt_mode=args.tbptt_mode, overlap=args.overlap, burn_in=args.burn_in,
         variable_sl=args.variable_sl,
     )
-    result = train(cfg, out=args.out, log=None if args.quiet else print, progress=not args.quiet)
+    result = train(cfg, out=args.out, log=None if args.quiet else print, progress=not args.quiet,
+                   dist_options=options)
     return _done(result, args.out, args.quiet)
 
 

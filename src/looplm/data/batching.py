@@ -67,10 +67,11 @@ class StreamBatches:
         return self.targets.numel()
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
-        """Batch k: x (bs, sl) and y (bs, sl) or (bs,)."""
+        """Batch k: x (bs, sl) and y (bs, sl) or (bs,), int64 whatever the stream's dtype
+        (a text stream is a uint16/uint32 memmap: only this batch is converted)."""
         x = self.inputs[:, k * self.sl : (k + 1) * self.sl]
         y = self.targets[:, k * self.sl : (k + 1) * self.sl] if self.layout == "every" else self.targets[:, k]
-        return x, y
+        return x.long(), y.long()
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return (self.batch(k) for k in range(len(self)))

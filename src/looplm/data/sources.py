@@ -81,13 +81,20 @@ def _source(name: str) -> DataSource:
                           "or give the path of a UTF-8 text file or of a folder of .txt files") from None
 
 
-def load_corpus(name: str, options: DataOptions | None = None, tokenizer: Tokenizer | None = None) -> Corpus:
+def is_text_path(name: str) -> bool:
+    """Does ``name`` (``--data``) name a text file or folder rather than a generated source?"""
+    return name not in SOURCES and (Path(name).exists() or bool(Path(name).suffix) or "/" in name)
+
+
+def load_corpus(name: str, options: DataOptions | None = None, tokenizer: Tokenizer | None = None,
+                same_data: bool = False) -> Corpus:
     """A source by name, or the text at path ``name`` (read with ``tokenizer``, e.g. a run's
-    saved one, instead of fitting ``options.tokenizer``)."""
+    saved one, instead of fitting ``options.tokenizer``). ``same_data``: the text must be
+    what ``tokenizer`` was fitted on, as far as its vocab tells (resume, eval of a run's data)."""
     options = options or DataOptions()
-    if name not in SOURCES and (Path(name).exists() or Path(name).suffix or "/" in name):
+    if is_text_path(name):
         return load_text_corpus(name, options.tokenizer, options.valid, options.valid_pct,
-                                options.seed if options.shuffle_docs else None, tokenizer)
+                                options.seed if options.shuffle_docs else None, tokenizer, same_data)
     return _source(name).load(options)
 
 

@@ -14,7 +14,8 @@ The train part of the document that the cut falls in ends with ``<sep>`` too, so
 train document can be moved whole when documents are shuffled (``--shuffle-docs``).
 The tokenizer is fitted on the train part only. Text is read in blocks and never held whole;
 the token streams go to the memmap cache (:mod:`looplm.data.cache`) and the corpus's
-tensors are views of it, uint16 or uint32; each batch is made int64 as it is read.
+tensors are views of it, uint16 or uint32; each batch is made int64 as it is read
+(:meth:`looplm.data.batching.StreamBatches.batch`, and the strategies' own slices).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ import torch
 from torch import Tensor
 
 from looplm.callbacks import Callback
-from looplm.data.batching import StreamBatches, n_samples, stream_batches
+from looplm.data.batching import n_samples, stream_batches
 from looplm.data.cache import cache_key, cached_json, cached_streams, token_dtype
 from looplm.data.corpus import Corpus
-from looplm.data.tokenize import SEP, Tokenizer, fit_tokenizer, safe_cut, tokenizer_from_dict
+from looplm.data.tokenize import SEP, Tokenizer, fit_tokenizer, parse_spec, safe_cut, tokenizer_from_dict
 from looplm.errors import LooplmError
 
 BLOCK = 1 << 20  # bytes read at a time
@@ -129,22 +130,6 @@ class TextSource:
                 carry = text[cut:]
 
 
-class _Int64Batches(StreamBatches):
-    """Batches of a uint16/uint32 stream, made int64 one batch at a time (what embeddings and
-    the loss take). Redundant once ``StreamBatches.batch`` itself returns int64."""
-
-    @classmethod
-    def of(cls, b: StreamBatches) -> "_Int64Batches":
-        return cls(b.inputs, b.targets, b.sl, b.layout)
-
-    def batch(self, k: int) -> tuple[Tensor, Tensor]:
-        x, y = super().batch(k)
-        return x.long(), y.long()
-
-    def to(self, device) -> "_Int64Batches":
-        return self.of(super().to(device))
-
-
 @dataclass(frozen=True)
 class TextCorpus(Corpus):
     """A :class:`Corpus` read from text: ``tokens``/``valid_tokens`` are memmap views (uint16
@@ -164,10 +149,6 @@ class TextCorpus(Corpus):
         order = np.random.default_rng([self.shuffle_seed, epoch]).permutation(len(self.doc_starts))
         flat = self.tokens.numpy()
         return torch.from_numpy(np.concatenate([flat[bounds[i] : bounds[i + 1]] for i in order]))
-
-    def batches(self, *args, **kwargs) -> tuple[StreamBatches, StreamBatches]:
-        """As :meth:`Corpus.batches`, each batch handed out as int64."""
-        return tuple(_Int64Batches.of(b) for b in super().batches(*args, **kwargs))
 
     def describe(self) -> dict:
         """As :meth:`Corpus.describe`, counted with numpy on the memmap, plus the tokenizer."""
@@ -192,12 +173,14 @@ class TextCorpus(Corpus):
 
 def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Path | None = None,
                      valid_pct: float = 0.1, shuffle_seed: int | None = None,
-                     fitted: Tokenizer | None = None) -> TextCorpus:
+                     fitted: Tokenizer | None = None, same_data: bool = False) -> TextCorpus:
     """The corpus of a UTF-8 file or a folder of ``.txt`` files (see the module docstring).
 
     ``tokenizer`` is a spec (``char``, ``word``, ``word:N``, ``bpe:N``) fitted on the train
     part, unless ``fitted`` (e.g. a run's saved tokenizer) is given. Fitted tokenizers and
     token streams are cached, keyed by the bytes, the split and the tokenizer.
+    ``same_data`` (with ``fitted``): refuse text whose own fit gives another vocab than
+    ``fitted``'s, i.e. not the text a run was trained on (char and word; any text fits bpe).
     """
     src = TextSource.open(path)
     valid_src = TextSource.open(valid) if valid is not None else None
@@ -213,17 +196,34 @@ def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Pat
     else:
         parts = {"train": (src.read, len(src.files), path), "valid": (valid_src.read, len(valid_src.files), valid)}
         split = f"{src.digest()}|valid={valid_src.digest()}"
-    if fitted is None:
+
+    def fit(spec: str) -> Tokenizer:
         train_text = (text for _, text, _ in parts["train"][0]())
-        fitted = tokenizer_from_dict(cached_json(cache_key("fit", tokenizer, split),
-                                                 lambda: fit_tokenizer(tokenizer, train_text).to_dict()))
-    tok = fitted
+        return tokenizer_from_dict(cached_json(cache_key("fit", spec, split),
+                                               lambda: fit_tokenizer(spec, train_text).to_dict()))
+
+    tok = fit(tokenizer) if fitted is None else fitted
+    if fitted is not None and same_data and parse_spec(fitted.spec)[0] != "bpe":
+        _check_same_vocab(path, fitted, fit(fitted.spec))
     # the tokenizer itself is part of the key: same bytes and same tokenizer, same streams
     streams = cached_streams(cache_key("streams", split, json.dumps(tok.to_dict(), sort_keys=True)),
                              token_dtype(len(tok.vocab)), lambda writer: _encode(writer, tok, parts))
     return TextCorpus(str(path), tok.vocab, streams.train, streams.meta["n_lines"], valid_pct,
                       streams.valid, tokenizer=tok, doc_starts=np.asarray(streams.meta["doc_starts"], np.int64),
                       shuffle_seed=shuffle_seed)
+
+
+def _check_same_vocab(path, run: Tokenizer, now: Tokenizer) -> None:
+    """Refuse text that ``run`` (a run's tokenizer) was not fitted on: ``now`` is its own fit."""
+    if tuple(now.vocab.itos) == tuple(run.vocab.itos):
+        return
+    old, new = set(run.vocab.itos), set(now.vocab.itos)
+    show = lambda tokens: ", ".join(map(repr, sorted(tokens)[:5])) + (" ..." if len(tokens) > 5 else "")  # noqa: E731
+    changes = [f"new: {show(new - old)}" if new - old else "", f"gone: {show(old - new)}" if old - new else ""]
+    what = "; ".join(c for c in changes if c) or "the same tokens in another order"
+    raise LooplmError(f"{path} is not the text the run was trained on: its {run.spec} vocab is now "
+                      f"{len(now.vocab)} tokens ({what}), the run's is {len(run.vocab)}; "
+                      "give the run its own data back (or score other text with eval --file)")
 
 
 def _encode(writer, tok: Tokenizer, parts: dict) -> dict:
@@ -261,7 +261,7 @@ class ShuffleDocuments(Callback):
     def before_epoch(self, learn) -> None:
         old = learn.train
         tokens = self.corpus.train_tokens(learn.epoch)
-        learn.train = _Int64Batches.of(stream_batches(tokens, old.bs, old.sl, old.layout)).to(learn.device)
+        learn.train = stream_batches(tokens, old.bs, old.sl, old.layout).to(learn.device)
 
 
 def data_callbacks(corpus: Corpus) -> list[Callback]:

@@ -33,6 +33,9 @@ from looplm.nn.dropout import check_p
 from looplm.state import fit_state
 
 DROPOUTS = ("output_p", "hidden_p", "input_p", "embed_p", "weight_p")
+# how the (tied) embedding starts: fastai's U(-0.1, 0.1), made for vocabularies of tens of
+# thousands, or PyTorch's nn.Embedding default N(0, 1), far better for a small vocabulary
+EMB_INITS = ("fastai", "torch")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class AWDLSTMConfig:
     embed_p: float = 0.02
     weight_p: float = 0.2
     drop_mult: float = 1.0
+    emb_init: str = "fastai"
 
     def __post_init__(self):
         self.validate()
@@ -67,6 +71,8 @@ class AWDLSTMConfig:
         if self.pad_token is not None and not 0 <= self.pad_token < self.vocab_sz:
             raise LooplmError(f"pad_token must be a token id below vocab_sz={self.vocab_sz}, "
                               f"got {self.pad_token}")
+        if self.emb_init not in EMB_INITS:
+            raise LooplmError(f"emb_init must be one of {', '.join(EMB_INITS)}, got {self.emb_init!r}")
         if self.drop_mult < 0:
             raise LooplmError(f"drop_mult must be at least 0, got {self.drop_mult}")
         for name in DROPOUTS:
@@ -130,9 +136,13 @@ class AWDLSTM(nn.Module):
             self.decoder.weight = self.encoder.emb.weight
 
     def reset_parameters(self) -> None:
-        """fastai's initialisation: embedding and decoder U(-0.1, 0.1), decoder bias 0."""
+        """Embedding U(-0.1, 0.1) as fastai does (``emb_init="fastai"``) or N(0, 1) as
+        ``nn.Embedding`` does (``"torch"``); untied decoder U(-0.1, 0.1); decoder bias 0."""
         emb = self.encoder.emb
-        nn.init.uniform_(emb.weight, -0.1, 0.1)
+        if self.config.emb_init == "fastai":
+            nn.init.uniform_(emb.weight, -0.1, 0.1)
+        else:
+            nn.init.normal_(emb.weight)
         if emb.padding_idx is not None:
             with torch.no_grad():
                 emb.weight[emb.padding_idx].zero_()

@@ -104,9 +104,9 @@ def _windows(forward: Forward, loss_fn: LossFn, inputs: Tensor, targets: Tensor,
         state = None
         if m > b:
             with torch.no_grad():
-                _, state = run_chunk(forward, inputs[:, b:m], None)
-        out, state = run_chunk(forward, inputs[:, m:e], state)
+                _, state = run_chunk(forward, inputs[:, b:m].long(), None)
+        out, state = run_chunk(forward, inputs[:, m:e].long(), state)
         n_tokens = bs * (e - m)
-        loss = loss_fn(out, targets[:, m:e]) / n_tokens
+        loss = loss_fn(out, targets[:, m:e].long()) / n_tokens
         loss.backward()
         yield TBPTTStep(loss.detach(), detach_state(state), n_tokens)

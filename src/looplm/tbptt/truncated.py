@@ -112,7 +112,8 @@ def truncated_bptt(
 ) -> Iterator[TBPTTStep]:
     """Train ``model`` on a stream with TBPTT(k1, k2), yielding once per update.
 
-    inputs, targets: (bs, T) token ids; targets[:, t] is what the step at t predicts.
+    inputs, targets: (bs, T) token ids; targets[:, t] is what the step at t predicts. Any
+        integer dtype (e.g. a uint16 memmap): each piece is made int64 as it is run.
     k1: steps between updates; k2: steps each update backpropagates through.
     state: the state entering position 0 (None for zeros), treated as a constant.
     loss_fn: ``loss_fn(out, targets) -> summed loss``; defaults to summed cross-entropy.
@@ -151,7 +152,7 @@ def _recompute(sched: Schedule, forward: Forward, loss_fn: LossFn, inputs: Tenso
         cuts = sorted({anchor, s, w, next_anchor, t})
         h, trained, untrained = anchor_state, [], []
         for b, e in pairwise(cuts):
-            x, y = inputs[:, b:e], targets[:, b:e]
+            x, y = inputs[:, b:e].long(), targets[:, b:e].long()
             if b < w:
                 loss, h = no_grad_loss(forward, loss_fn, x, y, h)
                 untrained.append(loss)
@@ -202,7 +203,7 @@ def _stored(sched: Schedule, forward: Forward, loss_fn: LossFn, inputs: Tensor, 
         guard = frozen_weights(params) if w_next < t else nullcontext()
         with guard:
             for b, e in pairwise(cuts):
-                x, y = inputs[:, b:e], targets[:, b:e]
+                x, y = inputs[:, b:e].long(), targets[:, b:e].long()
                 if b < w:
                     loss, h = no_grad_loss(forward, loss_fn, x, y, h)
                     untrained.append(loss)

@@ -1,0 +1,391 @@
+r"""Data-parallel training: n processes, one copy of the model each, the same global batch.
+
+    torchrun --nproc-per-node 2 -m looplm train --bs 64 ...     (or: looplm train --nproc 2 ...)
+
+    stream layout, bs = 4, two ranks        rank 0: rows 0 1        rank 1: rows 2 3
+    each rank: forward + backward on its bs/n rows, its hidden state (n_layers, bs/n, n_hidden)
+    before every optimiser step: .grad all-reduced and divided by n -> the same step everywhere
+
+Every rank's loss is the mean over its bs/n rows; the rows are split evenly, so the mean of
+the n gradients is the gradient of the mean over all bs rows: the single-process update.
+Resets happen at the same batch on every rank (one ``ResetState``), and the strategies'
+random lengths come from generators seeded by (seed, epoch), never from a rank's own RNG.
+
+Why not ``DistributedDataParallel``: a looplm update may run several backward passes
+(stored TBPTT backpropagates a chain of retained segments, newest first, while
+``frozen_weights`` swaps saved weights) and DDP's reducer all-reduces at every backward
+unless each one but the last is wrapped in ``no_sync()``, and it expects one backward per
+forward. Averaging ``.grad`` once per update, in a ``before_step`` callback that runs before
+gradient clipping, is exact for every strategy and costs one all-reduce of one flat buffer
+per update. What it gives up is DDP's overlap of communication with the backward pass, which
+matters for large models on GPUs, not for small recurrent models (see docs/scaling.md).
+
+Metrics are reduced as sums (loss and counts), so rank 0's table equals the single-process
+one; only rank 0 prints, writes the run directory and checkpoints. A checkpoint holds the
+full (.., bs, ..) hidden state gathered from the ranks, so it is the single-process format
+and each rank slices its rows again on resume. Rendezvous is bounded by ``--dist-timeout``;
+a rank that dies closes its sockets and the others fail at their next collective at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import functools
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from looplm import __version__
+from looplm.callbacks import Callback
+from looplm.device import resolve_device
+from looplm.errors import LooplmError
+from looplm.state import State, map_state
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistOptions:
+    """rendezvous_timeout: seconds a rank waits for the others to join (and for the settings
+    check); collective_timeout: seconds a collective waits for a live but stuck peer (a dead
+    peer fails the collective at once)."""
+
+    rendezvous_timeout: float = 60.0
+    collective_timeout: float = 1800.0
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise LooplmError(f"the environment variable {name}={text!r} is not a whole number: "
+                          "launch with torchrun or looplm train --nproc") from None
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE set by torchrun (1 without it)."""
+    return _env_int("WORLD_SIZE", 1)
+
+
+def env_rank() -> int:
+    return _env_int("RANK", 0)
+
+
+def is_main() -> bool:
+    """True in a single process and on rank 0: the process that prints and writes."""
+    return env_rank() == 0
+
+
+def rank_prefix() -> str:
+    """``"rank r: "`` for messages of a multi-process job, else empty."""
+    try:
+        return f"rank {env_rank()}: " if env_world_size() > 1 else ""
+    except LooplmError:
+        return ""
+
+
+def _collective(method: Callable[..., T]) -> Callable[..., T]:
+    """A failed collective means another rank ended (its own error is shown by that rank):
+    one line naming that, not a traceback from inside gloo/NCCL."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Distributed", *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except RuntimeError as err:  # torch.distributed.DistError is one
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise LooplmError(f"another rank of the job ended or cannot be reached ({reason}): "
+                              "see that rank's error, fix it and start the job again") from None
+
+    return wrapper
+
+
+def check_divisible(bs: int, world_size: int) -> None:
+    if bs % world_size:
+        multiple = max(world_size, bs // world_size * world_size)
+        raise LooplmError(f"--bs {bs} is not divisible by the world size {world_size}: each rank takes bs/"
+                          f"{world_size} rows of the stream, so use a multiple of {world_size} (e.g. --bs {multiple})")
+
+
+@dataclass
+class Distributed:
+    """This process's place in the job, and the collectives training needs (all on ``group``)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    group: Any
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # -- reductions --------------------------------------------------------------
+    @_collective
+    def sum(self, *values: Tensor | float | int) -> list[Tensor]:
+        """Each value summed over the ranks (one all-reduce, float64): 0-dim tensors out."""
+        flat = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(self.device).reshape(()) for v in values])
+        dist.all_reduce(flat, group=self.group)
+        return list(flat.unbind())
+
+    def weighted_mean(self, value: Tensor, weight: int) -> Tensor:
+        """sum_r(value_r * weight_r) / sum_r(weight_r): a mean over rows from per-rank means."""
+        total, weights = self.sum(value.detach() * weight, weight)
+        return total / weights
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any."""
+        return bool(self.sum(float(flag))[0] > 0)
+
+    @_collective
+    def sync_gradients(self, params: Iterable[nn.Parameter]) -> None:
+        """Replace every ``.grad`` by its mean over the ranks (one flat buffer per dtype)."""
+        by_dtype: dict[torch.dtype, list[Tensor]] = {}
+        for p in params:
+            if p.grad is not None:
+                by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+        for grads in by_dtype.values():
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat, group=self.group)
+            flat /= self.world_size
+            offset = 0
+            for g in grads:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+    # -- state, weights, RNG -------------------------------------------------------
+    @_collective
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Rank 0's parameters and buffers everywhere."""
+        with torch.no_grad():
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, src=0, group=self.group)
+
+    @_collective
+    def gather_state(self, state: State) -> State:
+        """The ranks' states (.., bs/n, ..) joined on the batch dim into (.., bs, ..)."""
+
+        def gather(t: Tensor) -> Tensor:
+            t = t.contiguous()
+            parts = [torch.empty_like(t) for _ in range(self.world_size)]
+            dist.all_gather(parts, t, group=self.group)
+            return torch.cat(parts, dim=1)
+
+        return map_state(state, gather)
+
+    def rows_of(self, state: State) -> State:
+        """This rank's rows of a full state (.., bs, ..) -> (.., bs/n, ..)."""
+
+        def rows(t: Tensor) -> Tensor:
+            if t.shape[1] % self.world_size:
+                raise LooplmError(f"the checkpoint's hidden state has {t.shape[1]} rows, not divisible by "
+                                  f"the world size {self.world_size}: resume with --bs {t.shape[1]}")
+            n = t.shape[1] // self.world_size
+            return t[:, self.rank * n : (self.rank + 1) * n].contiguous()
+
+        return map_state(state, rows)
+
+    @_collective
+    def gather_rngs(self) -> tuple[Tensor, ...]:
+        """Every rank's CPU RNG state, in rank order (for checkpoints)."""
+        mine = torch.get_rng_state().to(self.device)
+        parts = [torch.empty_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(parts, mine, group=self.group)
+        return tuple(p.cpu() for p in parts)
+
+    def own_rng(self, rng: Tensor, rank_rngs: Sequence[Tensor]) -> Tensor:
+        """This rank's RNG state from a checkpoint: its own if the checkpoint has one per rank,
+        else one derived from rank 0's, distinct per rank (dropout masks must differ)."""
+        if len(rank_rngs) == self.world_size:
+            return rank_rngs[self.rank]
+        if self.rank == 0:
+            return rng
+        digest = hashlib.sha256(rng.numpy().tobytes() + self.rank.to_bytes(4, "little")).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1).get_state()
+
+    def decorrelate_rng(self, seed: int) -> None:
+        """Give ranks other than 0 their own RNG stream (dropout), after identical initialisation."""
+        if self.rank:
+            torch.manual_seed(seed * 1_000_003 + self.rank)
+
+    # -- rank 0 does, the others hear -------------------------------------------------
+    def main_only(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 and hand its result (or its LooplmError) to every rank."""
+        box: list[Any] = [None]
+        error = None
+        if self.is_main:
+            try:
+                box = [("ok", fn())]
+            except LooplmError as err:
+                error, box = err, [("error", str(err))]
+        kind, value = self._from_main(box)
+        if error is not None:
+            raise error
+        if kind == "error":
+            raise LooplmError(f"rank 0 failed: {value}")
+        return value
+
+    @_collective
+    def _from_main(self, box: list[Any]) -> Any:
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
+
+    def main_first(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0, then (if it succeeded) on the other ranks: e.g. a corpus that
+        rank 0 tokenises into the cache and the others then read from it."""
+        result: list[Any] = []
+        self.main_only(lambda: result.append(fn()))  # only success or the LooplmError is shared
+        return result[0] if self.is_main else fn()
+
+    @_collective
+    def check_same(self, settings: dict[str, Any]) -> None:
+        """Refuse to train when the ranks were started with different settings."""
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, settings)
+        for rank, other in enumerate(gathered[1:], start=1):
+            diff = _differences(gathered[0], other)
+            if diff:
+                raise LooplmError(f"rank {rank} was started with other settings than rank 0 ({'; '.join(diff[:3])}): "
+                                  "start every rank with the same looplm train arguments and looplm version")
+
+    def close(self) -> None:
+        _destroy()
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += _differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    return [] if a == b else [f"{path}: {a!r} on rank 0, {b!r} here"]
+
+
+def setup(cfg: Any, options: DistOptions | None = None) -> Distributed | None:
+    """Join the job torchrun started (None when there is none): check ``cfg.bs`` splits
+    evenly, rendezvous within the timeout, and check every rank has the same ``cfg``."""
+    world = env_world_size()
+    if world <= 1:
+        return None
+    check_divisible(cfg.bs, world)
+    options = options or DistOptions()
+    rank, local = env_rank(), _env_int("LOCAL_RANK", env_rank())
+    if not 0 <= rank < world:
+        raise LooplmError(f"RANK={rank} is not one of WORLD_SIZE={world} ranks: launch with torchrun")
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        try:
+            dist.init_process_group(backend, timeout=timedelta(seconds=options.rendezvous_timeout))
+        except (RuntimeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LooplmError(
+                f"rank {rank} of {world} could not join the rendezvous at {where} within "
+                f"{options.rendezvous_timeout:g} s ({reason}): start every rank with the same "
+                "MASTER_ADDR/MASTER_PORT (torchrun --rdzv-endpoint), check that it is reachable, "
+                "or give the other ranks more time with --dist-timeout") from None
+    # a process that ends with the group alive can abort in its teardown ("terminate called
+    # without an active exception"), hiding its exit code: destroy it on every way out
+    atexit.register(_destroy)
+    group = dist.new_group(backend=backend, timeout=timedelta(seconds=options.collective_timeout))
+    run = Distributed(rank, world, local, device, group)
+    run.check_same({"looplm": __version__, "torch": torch.__version__, "world_size": world,
+                    "settings": dataclasses.asdict(cfg)})
+    return run
+
+
+def on_main(run: Distributed | None, fn: Callable[[], T]) -> T:
+    """``fn()`` in a single process; on rank 0 only (result shared) in a job."""
+    return fn() if run is None else run.main_only(fn)
+
+
+class GradSync(Callback):
+    """Average the gradients over the ranks before each step (before clipping: order -100)."""
+
+    order = -100
+
+    def __init__(self, run: Distributed):
+        self.run = run
+
+    def before_step(self, learn) -> None:
+        self.run.sync_gradients(learn.model.parameters())
+
+
+class RankShuffleDocuments(Callback):
+    """Document shuffling under data parallelism: every rank lays out the same shuffled
+    stream (seeded by the epoch) with the global ``bs`` and keeps its own rows."""
+
+    def __init__(self, corpus: Any, bs: int, run: Distributed):
+        self.corpus, self.bs, self.run = corpus, bs, run
+
+    def before_epoch(self, learn) -> None:
+        old = learn.train
+        shuffled = dataclasses.replace(self.corpus, tokens=self.corpus.train_tokens(learn.epoch))
+        train, _ = shuffled.batches(self.bs, old.sl, old.layout, rank=self.run.rank,
+                                    world_size=self.run.world_size)
+        learn.train = train.to(learn.device)
+
+
+def attach(run: Distributed, learner: Any, seed: int) -> None:
+    """Make ``learner`` one rank of the job: rank 0's weights, its own dropout RNG, reductions."""
+    run.broadcast_module(learner.model)
+    run.decorrelate_rng(seed)
+    learner.dist = run
+
+
+def job_callbacks(run: Distributed, cbs: list[Callback], corpus: Any, bs: int) -> list[Callback]:
+    """The callbacks of a single-process fit made rank-aware, plus the gradient averaging."""
+    from looplm.data.text import ShuffleDocuments
+
+    out: list[Callback] = [GradSync(run)]
+    for cb in cbs:
+        out.append(RankShuffleDocuments(corpus, bs, run) if isinstance(cb, ShuffleDocuments) else cb)
+    return out
+
+
+def strip_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` without ``--nproc N`` / ``--nproc=N``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def launch(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``looplm <argv>`` as ``nproc`` ranks on this machine with torchrun (standalone
+    rendezvous on a free port); returns torchrun's exit code."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "looplm", *strip_nproc(argv)]
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # torchrun got the Ctrl-C too: its workers checkpoint and stop
+        proc.wait()
+        return 130

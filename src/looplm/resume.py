@@ -1,0 +1,71 @@
+"""Before a run resumes: check its directory, and read its data as training read it.
+
+``looplm train --resume RUNDIR`` either continues the run or stops with one line saying
+why, before anything in RUNDIR is written. :func:`open_resume` checks, in order:
+
+    config.json           looplm training settings (the caller has parsed the JSON)
+    checkpoint/           trainer.json, model.safetensors, trainer.safetensors all there
+    vocab.json            readable, and as long as config.json's vocab_sz
+    tokenizer.json        (text runs) readable and agreeing with vocab.json; the data is
+                          read with it, and must still be the text it was fitted on
+    the weights           their shapes fit the model config.json describes (a checkpoint of
+                          another vocab says so), and the whole checkpoint loads
+
+A generated source (human-numbers, borborzan) is rebuilt from its settings and its vocab
+compared with vocab.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from looplm.checkpoint import CHECKPOINT, load_checkpoint
+from looplm.data.corpus import Corpus
+from looplm.data.sources import is_text_path, load_corpus
+from looplm.data.tokenize import load_tokenizer
+from looplm.data.vocab import Vocab
+from looplm.errors import LooplmError
+from looplm.models.registry import model_spec
+from looplm.rundir import VOCAB, weights_mismatch
+from looplm.training import TrainConfig, config_from_run
+
+CHECKPOINT_FILES = ("trainer.json", "model.safetensors", "trainer.safetensors")
+
+
+def open_resume(run_dir: str | Path, config: dict[str, Any]) -> tuple[TrainConfig, Corpus]:
+    """The settings and the corpus to resume the run in ``run_dir`` with (``config``: its
+    parsed config.json); a :class:`LooplmError` naming the problem when it cannot resume."""
+    run_dir = Path(run_dir)
+    cfg = config_from_run(config)
+    ckpt = run_dir / CHECKPOINT
+    if not ckpt.is_dir():
+        raise LooplmError(f"{run_dir} has no checkpoint to resume from (one is written after every epoch "
+                          "and on Ctrl-C): train again")
+    missing = [name for name in CHECKPOINT_FILES if not (ckpt / name).is_file()]
+    if missing:
+        raise LooplmError(f"the checkpoint in {ckpt} is incomplete (no {', '.join(missing)}): "
+                          "resume is not possible, retrain")
+    if not (run_dir / VOCAB).is_file():
+        raise LooplmError(f"the run directory {run_dir} has no {VOCAB}: resume is not possible, retrain")
+    vocab = Vocab.load(run_dir / VOCAB)
+    vocab_sz = config.get("model_config", {}).get("vocab_sz", len(vocab))
+    if vocab_sz != len(vocab):
+        raise LooplmError(f"{run_dir}: config.json describes a vocab of {vocab_sz} tokens but {VOCAB} has "
+                          f"{len(vocab)}: the run directory mixes files of different runs")
+    if is_text_path(cfg.data):
+        tok = load_tokenizer(run_dir, vocab)  # the run's own: never fitted again
+        corpus = load_corpus(cfg.data, cfg.data_options, tokenizer=tok, same_data=True)
+    else:
+        corpus = load_corpus(cfg.data, cfg.data_options)
+        if tuple(corpus.vocab.itos) != tuple(vocab.itos):
+            raise LooplmError(f"the data {cfg.data} now has a vocab of {len(corpus.vocab)} tokens, the run's "
+                              f"{VOCAB} has {len(vocab)}: resume needs the data the run was trained on")
+    spec = model_spec(cfg.model)
+    model = spec.build(spec.make_config(len(vocab), **cfg.model_config))
+    why = weights_mismatch(model, ckpt / "model.safetensors", len(vocab))
+    if why:
+        raise LooplmError(f"the checkpoint in {ckpt} does not fit model {cfg.model} as config.json describes it: "
+                          f"{why} (the run directory mixes files of different runs)")
+    load_checkpoint(run_dir, model)  # a damaged checkpoint stops here, before train() writes anything
+    return cfg, corpus
