@@ -164,3 +164,14 @@ def test_learns_a_repeating_sequence():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5
+
+
+def test_the_embedding_starts_as_fastai_or_as_pytorch_asks():
+    torch.manual_seed(0)
+    fastai = AWDLSTM(small(vocab_sz=500, emb_sz=64)).encoder.emb.weight.detach()
+    torch.manual_seed(0)
+    pytorch = AWDLSTM(small(vocab_sz=500, emb_sz=64, emb_init="torch")).encoder.emb.weight.detach()
+    assert fastai.abs().max() <= 0.1 and fastai.std() == pytest.approx(0.2 / 12 ** 0.5, rel=0.05)
+    assert pytorch.std() == pytest.approx(1.0, rel=0.05) and pytorch.abs().max() > 1
+    with pytest.raises(LooplmError, match="emb_init must be one of fastai, torch"):
+        small(emb_init="xavier")
