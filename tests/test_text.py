@@ -1,12 +1,14 @@
 """Text corpora: files and folders, the split, the memmap cache, bad input."""
 
 import os
+import types
 
 import numpy as np
 import pytest
 import torch
 
 from looplm.cli.main import main
+from looplm.data.batching import stream_batches
 from looplm.data.cache import cache_dir
 from looplm.data.sources import DataOptions, describe_corpus, load_corpus
 from looplm.data.text import ShuffleDocuments, TextCorpus, data_callbacks, load_text_corpus
@@ -104,8 +106,23 @@ def test_shuffled_documents(tmp_path):
     orders = [c.tokenizer.decode(c.train_tokens(e).tolist()).split("<sep>")[:-1] for e in range(3)]
     assert all(sorted(o) == sorted(orders[0]) and len(o) == 9 for o in orders)  # 8 docs + the cut one's head
     assert orders[0] != orders[1] and c.train_tokens(1).tolist() == c.train_tokens(1).tolist()
-    assert isinstance(data_callbacks(c)[0], ShuffleDocuments)
-    assert data_callbacks(load_text_corpus(tmp_path / "docs", valid_pct=0.4)) == []
+    assert isinstance(data_callbacks(c, bs=4)[0], ShuffleDocuments)
+    assert data_callbacks(load_text_corpus(tmp_path / "docs", valid_pct=0.4), bs=4) == []
+
+
+@pytest.mark.parametrize("group, rank, world_size", [(True, 0, 1), (False, 0, 1), (True, 1, 2), (False, 1, 2)])
+def test_a_reshuffled_epoch_keeps_the_layout_and_the_ranks_rows(tmp_path, group, rank, world_size):
+    """The new order is laid out as the run's batches were: same global bs, grouping and rows."""
+    for i in range(8):
+        write(tmp_path / "docs" / f"{i}.txt", str(i) * (i + 3))
+    c = load_text_corpus(tmp_path / "docs", valid_pct=0.2, shuffle_seed=0)
+    train, _ = c.batches(4, 2, "every", rank=rank, world_size=world_size, group=group)
+    learn = types.SimpleNamespace(train=train, epoch=1, device=torch.device("cpu"))
+    (shuffle,) = data_callbacks(c, 4, group, rank, world_size)
+    shuffle.before_epoch(learn)
+    expect = stream_batches(c.train_tokens(1), 4, 2, "every", rank, world_size, group)
+    assert learn.train.bs == 4 // world_size
+    assert torch.equal(learn.train.inputs, expect.inputs) and torch.equal(learn.train.targets, expect.targets)
 
 
 @pytest.mark.parametrize("make, match", [
@@ -166,3 +183,11 @@ def test_train_on_a_folder_with_shuffled_documents(tmp_path, capsys):
                  "--bs", "4", "--sl", "16", "--set", "n_hidden=16", "--set", "emb_sz=8", "--set", "n_layers=1",
                  "--quiet", "--out", str(out)]) == 0
     assert (out / "tokenizer.json").is_file()
+
+
+def test_data_export_writes_a_char_corpus_back_as_its_text(tmp_path):
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
+    src = write(tmp_path / "a.txt", text)
+    out = tmp_path / "out.txt"
+    assert main(["data", "export", str(src), "--tokenizer", "char", "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == text

@@ -333,21 +333,6 @@ class GradSync(Callback):
         self.run.sync_gradients(learn.model.parameters())
 
 
-class RankShuffleDocuments(Callback):
-    """Document shuffling under data parallelism: every rank lays out the same shuffled
-    stream (seeded by the epoch) with the global ``bs`` and keeps its own rows."""
-
-    def __init__(self, corpus: Any, bs: int, run: Distributed):
-        self.corpus, self.bs, self.run = corpus, bs, run
-
-    def before_epoch(self, learn) -> None:
-        old = learn.train
-        shuffled = dataclasses.replace(self.corpus, tokens=self.corpus.train_tokens(learn.epoch))
-        train, _ = shuffled.batches(self.bs, old.sl, old.layout, rank=self.run.rank,
-                                    world_size=self.run.world_size)
-        learn.train = train.to(learn.device)
-
-
 def attach(run: Distributed, learner: Any, seed: int) -> None:
     """Make ``learner`` one rank of the job: rank 0's weights, its own dropout RNG, reductions."""
     run.broadcast_module(learner.model)
@@ -355,14 +340,10 @@ def attach(run: Distributed, learner: Any, seed: int) -> None:
     learner.dist = run
 
 
-def job_callbacks(run: Distributed, cbs: list[Callback], corpus: Any, bs: int) -> list[Callback]:
-    """The callbacks of a single-process fit made rank-aware, plus the gradient averaging."""
-    from looplm.data.text import ShuffleDocuments
-
-    out: list[Callback] = [GradSync(run)]
-    for cb in cbs:
-        out.append(RankShuffleDocuments(corpus, bs, run) if isinstance(cb, ShuffleDocuments) else cb)
-    return out
+def job_callbacks(run: Distributed, cbs: list[Callback]) -> list[Callback]:
+    """The callbacks of a single-process fit plus the gradient averaging. (The others are
+    rank-aware already: document shuffling is built with the job's rank.)"""
+    return [GradSync(run), *cbs]
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:

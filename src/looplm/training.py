@@ -188,9 +188,10 @@ def train(
         load = lambda: load_corpus(cfg.data, cfg.data_options)  # noqa: E731
         corpus = load() if dist is None else dist.main_first(load)  # rank 0 fills the cache first
     learner = build_learner(cfg, corpus, log, progress, dist)
-    cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus)]  # issue 6: text corpora may shuffle documents
+    ranks = (0, 1) if dist is None else (dist.rank, dist.world_size)
+    cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus, cfg.bs, cfg.group, *ranks)]  # text may shuffle documents
     if dist is not None:
-        cbs = job_callbacks(dist, cbs, corpus, cfg.bs)
+        cbs = job_callbacks(dist, cbs)
     checkpointer = None
     if out is not None:
         config = run_config(cfg, learner.model.config)

@@ -48,8 +48,11 @@ def run_describe(args) -> int:
 def run_export(args) -> int:
     corpus = load_corpus(args.data, data_options(args))
     streams = [corpus.tokens] if corpus.valid_tokens is None else [corpus.tokens, corpus.valid_tokens]
-    # every token followed by one space: for bor-bor-zan this is the seed's document, byte for byte
-    text = "".join(" ".join(corpus.vocab.decode(s.tolist())) + " " for s in streams)
+    tokenizer = getattr(corpus, "tokenizer", None)
+    if tokenizer is not None:  # a text corpus: its own tokenizer writes the text back
+        text = "".join(tokenizer.decode(s.tolist()) for s in streams)
+    else:  # every token followed by one space: for bor-bor-zan this is the seed's document, byte for byte
+        text = "".join(" ".join(corpus.vocab.decode(s.tolist())) + " " for s in streams)
     prepare_out_dir(Path(args.out).parent)
     atomic_write_text(args.out, text)
     print(f"wrote {args.out}: {sum(len(s) for s in streams):,} tokens")
