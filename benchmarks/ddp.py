@@ -49,7 +49,7 @@ def worker(args) -> None:
     learn.validate = lambda data=None: (0.0, 0.0)  # time training only
     cbs, synced = [], [0.0]
     if run is not None:
-        cbs = distributed.job_callbacks(run, [])
+        cbs = [distributed.GradSync(run)]
         sync = run.sync_gradients
 
         def timed(params):

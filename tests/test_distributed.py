@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from looplm import distributed
 from looplm.cli.main import main
+from looplm.data.batching import check_divisible
 from looplm.errors import LooplmError
 
 SMALL = ["--data", "human-numbers", "--model", "lstm", "--set", "n_hidden=32", "--set", "emb_sz=16",
@@ -180,9 +181,9 @@ def test_an_unreachable_rendezvous_fails_within_the_timeout(tmp_path, monkeypatc
 
 def test_helpers():
     assert distributed.strip_nproc(["train", "--nproc", "2", "--bs", "8", "--nproc=3"]) == ["train", "--bs", "8"]
-    distributed.check_divisible(64, 4)
+    check_divisible(64, 4)
     with pytest.raises(LooplmError, match="use a multiple of 3"):
-        distributed.check_divisible(64, 3)
+        check_divisible(64, 3)
     assert distributed._differences({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"c": 3}}) == [
         "b.c: 2 on rank 0, 3 here"]
     assert distributed.rank_prefix() == ""

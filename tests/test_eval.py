@@ -31,8 +31,7 @@ def test_every_position_is_predicted_exactly_once(n, bs, sl, warmup):
 def test_a_warm_row_reads_the_tokens_before_it(name):
     """Row j's first prediction is the model run from zeros over the w tokens before it, then its first token."""
     tokens, bs, sl, w = torch.randint(0, 12, (200,)), 4, 6, 5
-    small = {"n_hid": 8, "emb_sz": 8} if name == "awd-lstm" else {"n_hidden": 8}
-    model = build_model(name, 12, **small).eval()
+    model = build_model(name, 12, **MODELS[name].sizes(n_hidden=8)).eval()
     L = (199 // sl // bs) * sl
     got = {int(p): lg for pos, logits in stream_logits(model, tokens, bs, sl, w)
            for p, lg in zip(pos.reshape(-1), logits.reshape(-1, 12))}

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from looplm.callbacks import Callback
 from looplm.errors import LooplmError
 from looplm.learner import Learner, TrainerSnapshot
+from looplm.rundir import weights_mismatch
 
 CHECKPOINT = "checkpoint"
 
@@ -93,10 +94,15 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, snap: TrainerSnapshot
 
 
 def load_checkpoint(run_dir: str | Path, model: nn.Module) -> TrainerSnapshot:
-    """Load the weights into ``model`` and return the trainer snapshot."""
+    """Load the weights into ``model`` and return the trainer snapshot; weights of other
+    shapes (e.g. another vocab) are refused by name before anything is loaded."""
     path = Path(run_dir) / CHECKPOINT
     if not (path / "trainer.json").is_file():
         raise LooplmError(f"{run_dir} has no checkpoint to resume from (train with --out first)")
+    why = weights_mismatch(model, path / "model.safetensors", getattr(getattr(model, "config", None), "vocab_sz", None))
+    if why:
+        raise LooplmError(f"the checkpoint in {path} does not fit the model config.json describes: {why} "
+                          "(the run directory mixes files of different runs)")
     try:
         meta = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
         missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from looplm import __version__
 from looplm.callbacks import Callback
+from looplm.data.batching import check_divisible
 from looplm.device import resolve_device
 from looplm.errors import LooplmError
 from looplm.state import State, map_state
@@ -110,13 +111,6 @@ def _collective(method: Callable[..., T]) -> Callable[..., T]:
                               "see that rank's error, fix it and start the job again") from None
 
     return wrapper
-
-
-def check_divisible(bs: int, world_size: int) -> None:
-    if bs % world_size:
-        multiple = max(world_size, bs // world_size * world_size)
-        raise LooplmError(f"--bs {bs} is not divisible by the world size {world_size}: each rank takes bs/"
-                          f"{world_size} rows of the stream, so use a multiple of {world_size} (e.g. --bs {multiple})")
 
 
 @dataclass
@@ -338,12 +332,6 @@ def attach(run: Distributed, learner: Any, seed: int) -> None:
     run.broadcast_module(learner.model)
     run.decorrelate_rng(seed)
     learner.dist = run
-
-
-def job_callbacks(run: Distributed, cbs: list[Callback]) -> list[Callback]:
-    """The callbacks of a single-process fit plus the gradient averaging. (The others are
-    rank-aware already: document shuffling is built with the job's rank.)"""
-    return [GradSync(run), *cbs]
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:

@@ -8,8 +8,10 @@ why, before anything in RUNDIR is written. :func:`open_resume` checks, in order:
     vocab.json            readable, and as long as config.json's vocab_sz
     tokenizer.json        (text runs) readable and agreeing with vocab.json; the data is
                           read with it, and must still be the text it was fitted on
-    the weights           their shapes fit the model config.json describes (a checkpoint of
-                          another vocab says so), and the whole checkpoint loads
+
+The checkpoint itself (its weights' shapes, then its contents) is checked where it is
+loaded, by :func:`looplm.checkpoint.load_checkpoint`, which ``train(resume=True)`` calls
+before it writes anything.
 
 A generated source (human-numbers, borborzan) is rebuilt from its settings and its vocab
 compared with vocab.json.
@@ -20,14 +22,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from looplm.checkpoint import CHECKPOINT, load_checkpoint
+from looplm.checkpoint import CHECKPOINT
 from looplm.data.corpus import Corpus
 from looplm.data.sources import is_text_path, load_corpus
 from looplm.data.tokenize import load_tokenizer
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
-from looplm.models.registry import model_spec
-from looplm.rundir import VOCAB, weights_mismatch
+from looplm.rundir import VOCAB
 from looplm.training import TrainConfig, config_from_run
 
 CHECKPOINT_FILES = ("trainer.json", "model.safetensors", "trainer.safetensors")
@@ -61,11 +62,4 @@ def open_resume(run_dir: str | Path, config: dict[str, Any]) -> tuple[TrainConfi
         if tuple(corpus.vocab.itos) != tuple(vocab.itos):
             raise LooplmError(f"the data {cfg.data} now has a vocab of {len(corpus.vocab)} tokens, the run's "
                               f"{VOCAB} has {len(vocab)}: resume needs the data the run was trained on")
-    spec = model_spec(cfg.model)
-    model = spec.build(spec.make_config(len(vocab), **cfg.model_config))
-    why = weights_mismatch(model, ckpt / "model.safetensors", len(vocab))
-    if why:
-        raise LooplmError(f"the checkpoint in {ckpt} does not fit model {cfg.model} as config.json describes it: "
-                          f"{why} (the run directory mixes files of different runs)")
-    load_checkpoint(run_dir, model)  # a damaged checkpoint stops here, before train() writes anything
     return cfg, corpus

@@ -19,7 +19,7 @@ from looplm.data.sources import DataOptions, load_corpus
 from looplm.data.text import data_callbacks  # issue 6
 from looplm.data.tokenize import save_tokenizer, tokenizer_for  # issue 6
 from looplm.device import resolve_device, seed_everything
-from looplm.distributed import DistOptions, Distributed, attach, job_callbacks, on_main, setup  # issue 7
+from looplm.distributed import DistOptions, Distributed, GradSync, attach, on_main, setup  # issue 7
 from looplm.errors import LooplmError
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
@@ -190,9 +190,13 @@ def train(
     learner = build_learner(cfg, corpus, log, progress, dist)
     ranks = (0, 1) if dist is None else (dist.rank, dist.world_size)
     cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus, cfg.bs, cfg.group, *ranks)]  # text may shuffle documents
-    if dist is not None:
-        cbs = job_callbacks(dist, cbs)
-    checkpointer = None
+    if dist is not None:  # every rank takes the step of the whole batch
+        cbs.insert(0, GradSync(dist))
+    checkpointer = snapshot = None
+    if resume:  # the run's own files stay as they are; a checkpoint that does not load stops here
+        snapshot = on_main(dist, lambda: load_checkpoint(out, learner.model))
+        if dist is not None:
+            dist.broadcast_module(learner.model)  # the weights rank 0 loaded
     if out is not None:
         config = run_config(cfg, learner.model.config)
 
@@ -200,12 +204,10 @@ def train(
             save_run(out, None, corpus.vocab, config, [])
             save_tokenizer(tokenizer_for(corpus), out)  # issue 6: eval and generate read text as training did
 
-        on_main(dist, start_run)
+        if not resume:
+            on_main(dist, start_run)
         checkpointer = Checkpointer(out, write=main)
         cbs.append(checkpointer)
-    snapshot = on_main(dist, lambda: load_checkpoint(out, learner.model)) if resume else None
-    if snapshot is not None and dist is not None:
-        dist.broadcast_module(learner.model)  # the weights rank 0 loaded
     with stop_on_sigint(checkpointer) if checkpointer else nullcontext():
         learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot)
     if out is not None and main:

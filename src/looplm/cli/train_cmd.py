@@ -8,7 +8,8 @@ from pathlib import Path
 from looplm.cli.common import add_data_flags, add_device_flag, data_options, positive_float, positive_int
 from looplm.models.registry import MODELS, model_spec
 from looplm.overrides import parse_overrides
-from looplm.data.sources import SOURCES, DataOptions
+from looplm.data.batching import check_divisible
+from looplm.data.sources import DataOptions, is_text_path
 from looplm.errors import LooplmError
 from looplm.training import TBPTT_MODES, TrainConfig, resume_training, train
 from looplm import distributed  # issue 7
@@ -61,7 +62,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.nproc and args.nproc > 1 and distributed.env_world_size() == 1:  # issue 7: relaunch under torchrun
         if not args.resume:
-            distributed.check_divisible(args.bs, args.nproc)
+            check_divisible(args.bs, args.nproc)  # before any process starts
         return distributed.launch(args.nproc, getattr(args, "argv", None) or ["train"])
     args.quiet = args.quiet or not distributed.is_main()  # only rank 0 prints
     options = distributed.DistOptions(rendezvous_timeout=args.dist_timeout)
@@ -73,7 +74,8 @@ def run(args) -> int:
         raise LooplmError("looplm train needs --out RUNDIR (or --resume RUNDIR)")
     spec = model_spec(args.model)
     model_config = spec.preset(args.preset) if args.preset else {}
-    model_config.update(parse_overrides(spec.config_cls, [*_size_flags(args, spec), *args.overrides]))
+    model_config.update(spec.sizes(args.emb_sz, args.n_hidden, args.n_layers))
+    model_config.update(parse_overrides(spec.config_cls, args.overrides))
     cfg = TrainConfig(
         data=absolute_if_path(args.data), model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs,
         sl=args.sl, seed=args.seed, alpha=args.alpha, beta=args.beta, clip=args.clip, moms=tuple(args.moms),
@@ -88,28 +90,13 @@ def run(args) -> int:
 
 def absolute_if_path(data: str) -> str:
     """A data path as an absolute path (so --resume works from any directory); source names unchanged."""
-    path = Path(data)
-    return str(path.resolve()) if data not in SOURCES and path.exists() else data
+    return str(Path(data).resolve()) if is_text_path(data) else data
 
 
 def _absolute_valid(options: DataOptions) -> DataOptions:
     if options.valid is None:
         return options
     return dataclasses.replace(options, valid=str(Path(options.valid).resolve()))
-
-
-def _size_flags(args, spec) -> list[str]:
-    """--emb-sz/--n-hidden/--n-layers as overrides, named as the model's config names them."""
-    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
-    hidden = "n_hid" if "n_hid" in fields else "n_hidden"
-    pairs = []
-    for name, value in (("emb_sz", args.emb_sz), (hidden, args.n_hidden), ("n_layers", args.n_layers)):
-        if value is not None:
-            if name not in fields:
-                raise LooplmError(f"model {spec.name} has no setting {name}: it is sized by "
-                                  f"{', '.join(sorted(fields - {'vocab_sz'}))}")
-            pairs.append(f"{name}={value}")
-    return pairs
 
 
 def _done(result, out: str, quiet: bool) -> int:

@@ -80,6 +80,14 @@ class StreamBatches:
         return StreamBatches(self.inputs.to(device), self.targets.to(device), self.sl, self.layout)
 
 
+def check_divisible(bs: int, world_size: int) -> None:
+    """Each of ``world_size`` ranks takes ``bs / world_size`` rows: refuse a bs that does not split."""
+    if bs % world_size:
+        multiple = max(world_size, bs // world_size * world_size)
+        raise LooplmError(f"--bs {bs} is not divisible by the world size {world_size}: each rank takes bs/"
+                          f"{world_size} rows of the stream, so use a multiple of {world_size} (e.g. --bs {multiple})")
+
+
 def stream_batches(
     tokens: Tensor,
     bs: int,
@@ -102,10 +110,7 @@ def stream_batches(
         raise LooplmError(f"bs and sl must be at least 1, got bs={bs}, sl={sl}")
     if world_size < 1 or not 0 <= rank < world_size:
         raise LooplmError(f"rank {rank} is not one of world_size={world_size} ranks")
-    if bs % world_size:
-        raise LooplmError(
-            f"bs={bs} is not divisible by the world size {world_size}: pick a bs that is a multiple of it"
-        )
+    check_divisible(bs, world_size)
     tokens = tokens.reshape(-1)
     per_row = n_samples(len(tokens), sl) // bs
     if per_row == 0:

@@ -35,6 +35,21 @@ class ModelSpec:
             raise LooplmError(f"unknown preset {name!r} for {self.name}: choose one of {', '.join(self.presets)}")
         return dict(self.presets[name])
 
+    def sizes(self, emb_sz: int | None = None, n_hidden: int | None = None,
+              n_layers: int | None = None) -> dict[str, int]:
+        """Size settings under this model's own names (the AWD-LSTM calls ``n_hidden`` ``n_hid``);
+        ``None`` leaves a size at its default."""
+        fields = {f.name for f in dataclasses.fields(self.config_cls)}
+        hidden = "n_hid" if "n_hid" in fields else "n_hidden"
+        out = {}
+        for name, value in (("emb_sz", emb_sz), (hidden, n_hidden), ("n_layers", n_layers)):
+            if value is not None:
+                if name not in fields:
+                    raise LooplmError(f"model {self.name} has no setting {name}: it is sized by "
+                                      f"{', '.join(sorted(fields - {'vocab_sz'}))}")
+                out[name] = value
+        return out
+
     def make_config(self, vocab_sz: int, **overrides: Any) -> Any:
         config = self.config_cls(vocab_sz=vocab_sz, **overrides)
         validate = getattr(config, "validate", None)
