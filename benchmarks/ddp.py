@@ -42,32 +42,29 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     model, settings = MODELS[args.model]
     cfg = TrainConfig(model=model, model_config=settings, epochs=args.epochs, bs=64, sl=16, lr=3e-3, device="cpu")
-    run = distributed.setup(cfg)
+    dist = distributed.setup(cfg)
     corpus = load_corpus("human-numbers")
     corpus = dataclasses.replace(corpus, tokens=corpus.tokens[: args.tokens])
-    learn = build_learner(cfg, corpus, log=None, progress=False, dist=run)
+    learn = build_learner(cfg, corpus, log=None, progress=False, dist=dist)
     learn.validate = lambda data=None: (0.0, 0.0)  # time training only
-    cbs, synced = [], [0.0]
-    if run is not None:
-        cbs = [distributed.GradSync(run)]
-        sync = run.sync_gradients
+    synced = [0.0]
+    sync = dist.sync_gradients
 
-        def timed(params):
-            start = time.perf_counter()
-            sync(params)
-            synced[0] += time.perf_counter() - start
+    def timed(params):
+        start = time.perf_counter()
+        sync(params)
+        synced[0] += time.perf_counter() - start
 
-        run.sync_gradients = timed
-    learn.fit_one_cycle(1, cfg.lr, cbs=cbs)  # warm-up (allocator, first all-reduce)
+    dist.sync_gradients = timed
+    learn.fit_one_cycle(1, cfg.lr)  # warm-up (allocator, first all-reduce)
     synced[0] = 0.0
     start = time.perf_counter()
-    learn.fit_one_cycle(args.epochs, cfg.lr, cbs=cbs)
+    learn.fit_one_cycle(args.epochs, cfg.lr)
     seconds = time.perf_counter() - start
-    tokens = args.epochs * len(learn.train) * learn.train.bs * cfg.sl * (run.world_size if run else 1)
-    if run is None or run.is_main:
+    tokens = args.epochs * len(learn.train) * learn.train.bs * cfg.sl * dist.world_size
+    if dist.is_main:
         print(json.dumps({"tokens_per_s": tokens / seconds, "sync_share": synced[0] / seconds}), flush=True)
-    if run is not None:
-        run.close()
+    dist.close()
 
 
 def measure(args, model: str, ranks: int, threads: int) -> dict:

@@ -13,7 +13,8 @@ from looplm.cli.main import main
 from looplm.errors import LooplmError
 from looplm.rundir import load_run
 from looplm.data.sources import DataOptions
-from looplm.training import TrainConfig, resume_training, train
+from looplm.resume import resume_training
+from looplm.training import TrainConfig, train
 
 CFG = dict(model="lm7", epochs=2, lr=1e-2, wd=0.1, bs=32, sl=16, seed=0, alpha=2.0, beta=1.0,
            moms=(0.8, 0.7, 0.8), model_config={"n_hidden": 32})

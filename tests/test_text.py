@@ -11,7 +11,8 @@ from looplm.cli.main import main
 from looplm.data.batching import stream_batches
 from looplm.data.cache import cache_dir
 from looplm.data.sources import DataOptions, describe_corpus, load_corpus
-from looplm.data.text import ShuffleDocuments, TextCorpus, data_callbacks, load_text_corpus
+from looplm.data.text import TextCorpus, load_text_corpus
+from looplm.training import ShuffleDocuments, data_callbacks
 from looplm.errors import LooplmError
 
 

@@ -15,14 +15,11 @@ A callback overrides any of the events below; the learner calls them in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
 from looplm.schedule import OneCycle
-
-if TYPE_CHECKING:
-    from looplm.learner import Learner
 
 EVENTS = (
     "before_fit", "before_epoch", "before_train", "before_batch", "after_loss",
@@ -44,10 +41,10 @@ class ResetState(Callback):
     the train rows restart at the stream's beginning each epoch, and validation
     reads other rows than training."""
 
-    def before_train(self, learn: "Learner") -> None:
+    def before_train(self, learn: Any) -> None:
         learn.state = None
 
-    def before_validate(self, learn: "Learner") -> None:
+    def before_validate(self, learn: Any) -> None:
         learn.state = None
 
 
@@ -63,7 +60,7 @@ class ARTAR(Callback):
     def __init__(self, alpha: float = 2.0, beta: float = 1.0):
         self.alpha, self.beta = alpha, beta
 
-    def after_loss(self, learn: "Learner") -> None:
+    def after_loss(self, learn: Any) -> None:
         raw, dropped = learn.activations
         if self.alpha:
             learn.loss_grad = learn.loss_grad + self.alpha * dropped.float().pow(2).mean()
@@ -77,7 +74,7 @@ class GradientClip(Callback):
     def __init__(self, max_norm: float):
         self.max_norm = max_norm
 
-    def before_step(self, learn: "Learner") -> None:
+    def before_step(self, learn: Any) -> None:
         torch.nn.utils.clip_grad_norm_(learn.model.parameters(), self.max_norm, foreach=True)
 
 
@@ -89,7 +86,7 @@ class OneCycleScheduler(Callback):
     def __init__(self, schedule: OneCycle):
         self.schedule = schedule
 
-    def before_batch(self, learn: "Learner") -> None:
+    def before_batch(self, learn: Any) -> None:
         lr, mom = self.schedule.at(learn.train_iter / learn.total_iters)
         for group in learn.opt.param_groups:
             group["lr"] = lr

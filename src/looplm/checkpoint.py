@@ -129,26 +129,20 @@ class Checkpointer(Callback):
     """Write a checkpoint after every epoch, and when asked to stop (Ctrl-C) after the current batch."""
 
     order = 100
-    sync_every = 8  # data parallel: updates between two checks of every rank's Ctrl-C
 
-    def __init__(self, run_dir: str | Path, write: bool = True):
+    def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
-        self.write = write  # data parallel: every rank takes part in the snapshot, rank 0 writes it
         self.stop_requested = False
 
     def _save(self, learn: Learner) -> Path:
-        snap = learn.snapshot()
-        return save_checkpoint(self.run_dir, learn.model, snap) if self.write else self.run_dir / CHECKPOINT
+        snap = learn.snapshot()  # every rank of a job takes part in the snapshot, rank 0 writes it
+        return save_checkpoint(self.run_dir, learn.model, snap) if learn.dist.is_main else self.run_dir / CHECKPOINT
 
     def after_epoch(self, learn: Learner) -> None:
         self._save(learn)
 
     def after_batch(self, learn: Learner) -> None:
-        if learn.dist is None:
-            stop = self.stop_requested
-        else:  # ranks agree on the batch to stop at; asked every few updates (a collective each time)
-            stop = learn.train_iter % self.sync_every == 0 and learn.dist.any(self.stop_requested)
-        if not stop:
+        if not learn.dist.should_stop(self.stop_requested, learn.train_iter):
             return
         if learn.strategy.resumable_mid_epoch:
             path = self._save(learn)
@@ -156,7 +150,7 @@ class Checkpointer(Callback):
         # a strategy that walks the whole stream at once restarts its epoch: keep the
         # checkpoint of the last finished epoch
         path = self.run_dir / CHECKPOINT
-        if not self.write:
+        if not learn.dist.is_main:
             raise KeyboardInterrupt
         if not path.exists():
             print(f"looplm: stopped during the first epoch of {self.run_dir}; this training strategy "

@@ -15,8 +15,8 @@ Why not ``DistributedDataParallel``: a looplm update may run several backward pa
 (stored TBPTT backpropagates a chain of retained segments, newest first, while
 ``frozen_weights`` swaps saved weights) and DDP's reducer all-reduces at every backward
 unless each one but the last is wrapped in ``no_sync()``, and it expects one backward per
-forward. Averaging ``.grad`` once per update, in a ``before_step`` callback that runs before
-gradient clipping, is exact for every strategy and costs one all-reduce of one flat buffer
+forward. Averaging ``.grad`` once per update, as the learner does just before the
+``before_step`` callbacks (gradient clipping among them), is exact for every strategy and costs one all-reduce of one flat buffer
 per update. What it gives up is DDP's overlap of communication with the backward pass, which
 matters for large models on GPUs, not for small recurrent models (see docs/scaling.md).
 
@@ -41,11 +41,10 @@ from datetime import timedelta
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import torch
-import torch.distributed as dist
+import torch.distributed as tdist
 from torch import Tensor, nn
 
 from looplm import __version__
-from looplm.callbacks import Callback
 from looplm.data.batching import check_divisible
 from looplm.device import resolve_device
 from looplm.errors import LooplmError
@@ -102,7 +101,7 @@ def _collective(method: Callable[..., T]) -> Callable[..., T]:
     one line naming that, not a traceback from inside gloo/NCCL."""
 
     @functools.wraps(method)
-    def wrapper(self: "Distributed", *args: Any, **kwargs: Any) -> T:
+    def wrapper(self: "TorchrunJob", *args: Any, **kwargs: Any) -> T:
         try:
             return method(self, *args, **kwargs)
         except RuntimeError as err:  # torch.distributed.DistError is one
@@ -115,74 +114,143 @@ def _collective(method: Callable[..., T]) -> Callable[..., T]:
 
 @dataclass
 class Distributed:
-    """This process's place in the job, and the collectives training needs (all on ``group``)."""
+    """This process's place in the job and the collectives training needs. This base class is
+    the single process every run without torchrun is: rank 0 of 1, whose reductions return
+    their input and whose "rank 0 does, the others hear" just does. :class:`TorchrunJob` is
+    one rank of a job; :func:`setup` decides which, once, and everything else asks this object.
+    """
 
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-    group: Any
+    device: torch.device = torch.device("cpu")
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    stop_check_every = 1  # updates between two agreements on a stop request (Ctrl-C)
 
     @property
     def is_main(self) -> bool:
+        """The process that prints and writes the run directory."""
         return self.rank == 0
 
     # -- reductions --------------------------------------------------------------
+    def sum(self, *values: Tensor | float | int) -> list[Any]:
+        """Each value summed over the ranks: here, the values themselves."""
+        return list(values)
+
+    def weighted_mean(self, value: Tensor, weight: int) -> Tensor:
+        """sum_r(value_r * weight_r) / sum_r(weight_r): a mean over rows from per-rank means."""
+        return value
+
+    def should_stop(self, requested: bool, train_iter: int) -> bool:
+        """Whether to stop after update ``train_iter``, given this rank's Ctrl-C: every rank
+        must stop at the same update (a rank that stops alone leaves the others waiting in
+        a collective), so a job agrees only every ``stop_check_every`` updates."""
+        return requested
+
+    def sync_gradients(self, params: Iterable[nn.Parameter]) -> None:
+        """Replace every ``.grad`` by its mean over the ranks (one process: nothing to do)."""
+
+    # -- state, weights, RNG -------------------------------------------------------
+    def join_model(self, model: nn.Module, seed: int) -> None:
+        """Make ``model`` this rank's copy: rank 0's weights, and ranks other than 0 their own
+        RNG stream (dropout masks must differ), after identical initialisation."""
+
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Rank 0's parameters and buffers everywhere."""
+
+    def gather_state(self, state: State) -> State:
+        """The ranks' states (.., bs/n, ..) joined on the batch dim into (.., bs, ..)."""
+        return state
+
+    def rows_of(self, state: State) -> State:
+        """This rank's rows of a full state (.., bs, ..) -> (.., bs/n, ..)."""
+        return state
+
+    def gather_rngs(self) -> tuple[Tensor, ...]:
+        """Every rank's CPU RNG state, in rank order, for checkpoints (one process: none
+        beyond the checkpoint's own ``rng``)."""
+        return ()
+
+    def own_rng(self, rng: Tensor, rank_rngs: Sequence[Tensor]) -> Tensor:
+        """This rank's RNG state from a checkpoint (``rng``: rank 0's)."""
+        return rng
+
+    # -- rank 0 does, the others hear -------------------------------------------------
+    def main_only(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 and hand its result (or its LooplmError) to every rank."""
+        return fn()
+
+    def main_first(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0, then (if it succeeded) on the other ranks: e.g. a corpus that
+        rank 0 tokenises into the cache and the others then read from it."""
+        return fn()
+
+    def check_same(self, settings: dict[str, Any]) -> None:
+        """Refuse to train when the ranks were started with different settings."""
+
+    def close(self) -> None:
+        """Leave the job."""
+
+
+@dataclass
+class TorchrunJob(Distributed):
+    """One rank of a job torchrun started; every collective runs on ``group``."""
+
+    group: Any = None
+
+    stop_check_every = 8  # each agreement is a collective: not after every update
+
     @_collective
     def sum(self, *values: Tensor | float | int) -> list[Tensor]:
         """Each value summed over the ranks (one all-reduce, float64): 0-dim tensors out."""
         flat = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(self.device).reshape(()) for v in values])
-        dist.all_reduce(flat, group=self.group)
+        tdist.all_reduce(flat, group=self.group)
         return list(flat.unbind())
 
     def weighted_mean(self, value: Tensor, weight: int) -> Tensor:
-        """sum_r(value_r * weight_r) / sum_r(weight_r): a mean over rows from per-rank means."""
         total, weights = self.sum(value.detach() * weight, weight)
         return total / weights
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank if ``flag`` is true on any."""
-        return bool(self.sum(float(flag))[0] > 0)
+    def should_stop(self, requested: bool, train_iter: int) -> bool:
+        return train_iter % self.stop_check_every == 0 and bool(self.sum(float(requested))[0] > 0)
 
     @_collective
     def sync_gradients(self, params: Iterable[nn.Parameter]) -> None:
-        """Replace every ``.grad`` by its mean over the ranks (one flat buffer per dtype)."""
         by_dtype: dict[torch.dtype, list[Tensor]] = {}
         for p in params:
             if p.grad is not None:
                 by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
         for grads in by_dtype.values():
             flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce(flat, group=self.group)
+            tdist.all_reduce(flat, group=self.group)
             flat /= self.world_size
             offset = 0
             for g in grads:
                 g.copy_(flat[offset : offset + g.numel()].view_as(g))
                 offset += g.numel()
 
-    # -- state, weights, RNG -------------------------------------------------------
+    def join_model(self, model: nn.Module, seed: int) -> None:
+        self.broadcast_module(model)
+        if self.rank:
+            torch.manual_seed(seed * 1_000_003 + self.rank)
+
     @_collective
     def broadcast_module(self, module: nn.Module) -> None:
-        """Rank 0's parameters and buffers everywhere."""
         with torch.no_grad():
             for t in [*module.parameters(), *module.buffers()]:
-                dist.broadcast(t.data, src=0, group=self.group)
+                tdist.broadcast(t.data, src=0, group=self.group)
 
     @_collective
     def gather_state(self, state: State) -> State:
-        """The ranks' states (.., bs/n, ..) joined on the batch dim into (.., bs, ..)."""
-
         def gather(t: Tensor) -> Tensor:
             t = t.contiguous()
             parts = [torch.empty_like(t) for _ in range(self.world_size)]
-            dist.all_gather(parts, t, group=self.group)
+            tdist.all_gather(parts, t, group=self.group)
             return torch.cat(parts, dim=1)
 
         return map_state(state, gather)
 
     def rows_of(self, state: State) -> State:
-        """This rank's rows of a full state (.., bs, ..) -> (.., bs/n, ..)."""
-
         def rows(t: Tensor) -> Tensor:
             if t.shape[1] % self.world_size:
                 raise LooplmError(f"the checkpoint's hidden state has {t.shape[1]} rows, not divisible by "
@@ -194,15 +262,14 @@ class Distributed:
 
     @_collective
     def gather_rngs(self) -> tuple[Tensor, ...]:
-        """Every rank's CPU RNG state, in rank order (for checkpoints)."""
         mine = torch.get_rng_state().to(self.device)
         parts = [torch.empty_like(mine) for _ in range(self.world_size)]
-        dist.all_gather(parts, mine, group=self.group)
+        tdist.all_gather(parts, mine, group=self.group)
         return tuple(p.cpu() for p in parts)
 
     def own_rng(self, rng: Tensor, rank_rngs: Sequence[Tensor]) -> Tensor:
-        """This rank's RNG state from a checkpoint: its own if the checkpoint has one per rank,
-        else one derived from rank 0's, distinct per rank (dropout masks must differ)."""
+        """Its own if the checkpoint has one per rank, else one derived from rank 0's,
+        distinct per rank (dropout masks must differ)."""
         if len(rank_rngs) == self.world_size:
             return rank_rngs[self.rank]
         if self.rank == 0:
@@ -210,14 +277,7 @@ class Distributed:
         digest = hashlib.sha256(rng.numpy().tobytes() + self.rank.to_bytes(4, "little")).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1).get_state()
 
-    def decorrelate_rng(self, seed: int) -> None:
-        """Give ranks other than 0 their own RNG stream (dropout), after identical initialisation."""
-        if self.rank:
-            torch.manual_seed(seed * 1_000_003 + self.rank)
-
-    # -- rank 0 does, the others hear -------------------------------------------------
     def main_only(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on rank 0 and hand its result (or its LooplmError) to every rank."""
         box: list[Any] = [None]
         error = None
         if self.is_main:
@@ -234,21 +294,18 @@ class Distributed:
 
     @_collective
     def _from_main(self, box: list[Any]) -> Any:
-        dist.broadcast_object_list(box, src=0, group=self.group)
+        tdist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
     def main_first(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on rank 0, then (if it succeeded) on the other ranks: e.g. a corpus that
-        rank 0 tokenises into the cache and the others then read from it."""
         result: list[Any] = []
         self.main_only(lambda: result.append(fn()))  # only success or the LooplmError is shared
         return result[0] if self.is_main else fn()
 
     @_collective
     def check_same(self, settings: dict[str, Any]) -> None:
-        """Refuse to train when the ranks were started with different settings."""
         gathered: list[Any] = [None] * self.world_size
-        dist.all_gather_object(gathered, settings)
+        tdist.all_gather_object(gathered, settings)
         for rank, other in enumerate(gathered[1:], start=1):
             diff = _differences(gathered[0], other)
             if diff:
@@ -260,8 +317,8 @@ class Distributed:
 
 
 def _destroy() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if tdist.is_initialized():
+        tdist.destroy_process_group()
 
 
 def _differences(a: Any, b: Any, path: str = "") -> list[str]:
@@ -273,12 +330,13 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} on rank 0, {b!r} here"]
 
 
-def setup(cfg: Any, options: DistOptions | None = None) -> Distributed | None:
-    """Join the job torchrun started (None when there is none): check ``cfg.bs`` splits
-    evenly, rendezvous within the timeout, and check every rank has the same ``cfg``."""
+def setup(cfg: Any, options: DistOptions | None = None) -> Distributed:
+    """This process's :class:`Distributed`: the single process unless torchrun started several
+    ranks; then join the job: check ``cfg.bs`` splits evenly, rendezvous within the timeout,
+    and check every rank has the same ``cfg``."""
     world = env_world_size()
     if world <= 1:
-        return None
+        return Distributed(resolve_device(cfg.device))
     check_divisible(cfg.bs, world)
     options = options or DistOptions()
     rank, local = env_rank(), _env_int("LOCAL_RANK", env_rank())
@@ -289,49 +347,29 @@ def setup(cfg: Any, options: DistOptions | None = None) -> Distributed | None:
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        try:
-            dist.init_process_group(backend, timeout=timedelta(seconds=options.rendezvous_timeout))
-        except (RuntimeError, ValueError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise LooplmError(
-                f"rank {rank} of {world} could not join the rendezvous at {where} within "
-                f"{options.rendezvous_timeout:g} s ({reason}): start every rank with the same "
-                "MASTER_ADDR/MASTER_PORT (torchrun --rdzv-endpoint), check that it is reachable, "
-                "or give the other ranks more time with --dist-timeout") from None
+    if not tdist.is_initialized():
+        _rendezvous(backend, rank, world, options)
     # a process that ends with the group alive can abort in its teardown ("terminate called
     # without an active exception"), hiding its exit code: destroy it on every way out
     atexit.register(_destroy)
-    group = dist.new_group(backend=backend, timeout=timedelta(seconds=options.collective_timeout))
-    run = Distributed(rank, world, local, device, group)
-    run.check_same({"looplm": __version__, "torch": torch.__version__, "world_size": world,
+    group = tdist.new_group(backend=backend, timeout=timedelta(seconds=options.collective_timeout))
+    job = TorchrunJob(device, rank, world, local, group)
+    job.check_same({"looplm": __version__, "torch": torch.__version__, "world_size": world,
                     "settings": dataclasses.asdict(cfg)})
-    return run
+    return job
 
 
-def on_main(run: Distributed | None, fn: Callable[[], T]) -> T:
-    """``fn()`` in a single process; on rank 0 only (result shared) in a job."""
-    return fn() if run is None else run.main_only(fn)
-
-
-class GradSync(Callback):
-    """Average the gradients over the ranks before each step (before clipping: order -100)."""
-
-    order = -100
-
-    def __init__(self, run: Distributed):
-        self.run = run
-
-    def before_step(self, learn) -> None:
-        self.run.sync_gradients(learn.model.parameters())
-
-
-def attach(run: Distributed, learner: Any, seed: int) -> None:
-    """Make ``learner`` one rank of the job: rank 0's weights, its own dropout RNG, reductions."""
-    run.broadcast_module(learner.model)
-    run.decorrelate_rng(seed)
-    learner.dist = run
+def _rendezvous(backend: str, rank: int, world: int, options: DistOptions) -> None:
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    try:
+        tdist.init_process_group(backend, timeout=timedelta(seconds=options.rendezvous_timeout))
+    except (RuntimeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LooplmError(
+            f"rank {rank} of {world} could not join the rendezvous at {where} within "
+            f"{options.rendezvous_timeout:g} s ({reason}): start every rank with the same "
+            "MASTER_ADDR/MASTER_PORT (torchrun --rdzv-endpoint), check that it is reachable, "
+            "or give the other ranks more time with --dist-timeout") from None
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from looplm.callbacks import EVENTS, Callback, CancelFit, OneCycleScheduler, ResetState
 from looplm.data.batching import StreamBatches
+from looplm.distributed import Distributed
 from looplm.errors import LooplmError
 from looplm.schedule import OneCycle
 from looplm.state import State, map_state
@@ -110,11 +111,13 @@ class Learner:
         log: Callable[[str], None] | None = print,
         progress: bool = True,
         strategy: Strategy | None = None,
+        dist: Distributed | None = None,
     ):
         layout = getattr(model, "layout", "every")
         if train.layout != layout or valid.layout != layout:
             raise LooplmError(f"the model reads {layout!r} batches, the data is laid out as {train.layout!r}")
         self.device = torch.device(device)
+        self.dist = Distributed(self.device) if dist is None else dist  # this process's place in the job
         self.model = model.to(self.device)
         self.train, self.valid = train.to(self.device), valid.to(self.device)
         self.wd, self.loss_fn, self.log, self.progress = wd, loss_fn, log, progress
@@ -127,7 +130,6 @@ class Learner:
         self.history: list[EpochMetrics] = []
         self.train_iter = self.total_iters = self.epoch = self.batch = 0
         self.needs_activations = False
-        self.dist = None  # a looplm.distributed.Distributed when this is one rank of a job
         self._handlers: dict[str, list[Callback]] = {}
 
     def _say(self, line: str) -> None:
@@ -221,6 +223,7 @@ class Learner:
         updates = self.strategy.updates(self, self.train, self.batch)
         for loss in tqdm(updates, total=n_updates, initial=self.batch, desc=f"epoch {self.epoch}", leave=False,
                          disable=not self.progress, mininterval=0.5):
+            self.dist.sync_gradients(self.model.parameters())  # every rank takes the step of the whole batch
             self.event("before_step")
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
@@ -228,17 +231,15 @@ class Learner:
             self.train_iter, self.batch = self.train_iter + 1, self.batch + 1
             self.event("after_batch")
         self.activations = None
-        loss_sum = self._loss_sum if self.dist is None else self.dist.weighted_mean(self._loss_sum, self.train.bs)
+        loss_sum = self.dist.weighted_mean(self._loss_sum, self.train.bs)
         return (loss_sum / n_updates).item()
 
     # -- snapshots (for checkpoints) -------------------------------------------
     def snapshot(self) -> TrainerSnapshot:
         """Everything a resumed fit needs, taken between two batches (on every rank of a
         job: the full hidden state and the rows' mean loss are gathered)."""
-        state, loss_sum, rngs = self.state, self._loss_sum, ()
-        if self.dist is not None:
-            state, rngs = self.dist.gather_state(state), self.dist.gather_rngs()
-            loss_sum = self.dist.weighted_mean(loss_sum, self.train.bs)
+        state, rngs = self.dist.gather_state(self.state), self.dist.gather_rngs()
+        loss_sum = self.dist.weighted_mean(self._loss_sum, self.train.bs)
         return TrainerSnapshot(
             epoch=self.epoch, batch=self.batch, train_iter=self.train_iter,
             history=[m.as_dict() for m in self.history], loss_sum=loss_sum.item(),
@@ -249,9 +250,7 @@ class Learner:
         self.epoch, self.batch, self.train_iter = snap.epoch, snap.batch, snap.train_iter
         self.history = [EpochMetrics(**row) for row in snap.history]
         self._loss_sum = torch.tensor(snap.loss_sum, device=self.device)
-        state, rng = snap.state, snap.rng
-        if self.dist is not None:  # this rank's rows of the full state
-            state, rng = self.dist.rows_of(state), self.dist.own_rng(rng, snap.rank_rngs)
+        state, rng = self.dist.rows_of(snap.state), self.dist.own_rng(snap.rng, snap.rank_rngs)
         self.state = map_state(state, lambda t: t.to(self.device))
         self.opt.load_state_dict(snap.optimizer)
         torch.set_rng_state(rng)
@@ -268,7 +267,5 @@ class Learner:
             logits, state = self.model(x, state)
             loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
             correct += (logits.argmax(-1) == y).sum()
-        n = data.n_targets
-        if self.dist is not None:  # sums over every rank's rows
-            loss_sum, correct, n = self.dist.sum(loss_sum, correct, n)
+        loss_sum, correct, n = self.dist.sum(loss_sum, correct, data.n_targets)  # over every rank's rows
         return (loss_sum / n).item(), (correct / n).item()

@@ -1,7 +1,8 @@
 """Before a run resumes: check its directory, and read its data as training read it.
 
-``looplm train --resume RUNDIR`` either continues the run or stops with one line saying
-why, before anything in RUNDIR is written. :func:`open_resume` checks, in order:
+``looplm train --resume RUNDIR`` (:func:`resume_training`) either continues the run or stops
+with one line saying why, before anything in RUNDIR is written. :func:`open_resume` checks,
+in order:
 
     config.json           looplm training settings (the caller has parsed the JSON)
     checkpoint/           trainer.json, model.safetensors, trainer.safetensors all there
@@ -19,8 +20,9 @@ compared with vocab.json.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from looplm.checkpoint import CHECKPOINT
 from looplm.data.corpus import Corpus
@@ -28,8 +30,9 @@ from looplm.data.sources import is_text_path, load_corpus
 from looplm.data.tokenize import load_tokenizer
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
-from looplm.rundir import VOCAB
-from looplm.training import TrainConfig, config_from_run
+from looplm.distributed import DistOptions
+from looplm.rundir import CONFIG, VOCAB
+from looplm.training import TrainConfig, TrainResult, config_from_run, train
 
 CHECKPOINT_FILES = ("trainer.json", "model.safetensors", "trainer.safetensors")
 
@@ -63,3 +66,19 @@ def open_resume(run_dir: str | Path, config: dict[str, Any]) -> tuple[TrainConfi
             raise LooplmError(f"the data {cfg.data} now has a vocab of {len(corpus.vocab)} tokens, the run's "
                               f"{VOCAB} has {len(vocab)}: resume needs the data the run was trained on")
     return cfg, corpus
+
+
+def resume_training(run_dir: str | Path, log: Callable[[str], None] | None = print, progress: bool = True,
+                    dist_options: DistOptions | None = None) -> TrainResult:
+    """Continue the run in ``run_dir`` from its last checkpoint, with its own settings
+    (every rank of a data-parallel job reads them: ``run_dir`` must be visible to all)."""
+    path = Path(run_dir) / CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LooplmError(f"{run_dir} is not a run directory (no {CONFIG}): nothing to resume") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LooplmError(f"{path} is damaged ({err}): resume is not possible, retrain") from None
+    cfg, corpus = open_resume(run_dir, config)
+    return train(cfg, out=run_dir, corpus=corpus, log=log, progress=progress, resume=True,
+                 dist_options=dist_options)

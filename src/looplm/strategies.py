@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
@@ -27,9 +27,6 @@ from looplm.data.batching import StreamBatches
 from looplm.errors import LooplmError
 from looplm.state import detach_state
 from looplm.tbptt import burn_in, overlapping_chunks, truncated_bptt
-
-if TYPE_CHECKING:
-    from looplm.learner import Learner
 
 
 class Strategy:
@@ -41,11 +38,11 @@ class Strategy:
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         raise NotImplementedError
 
-    def updates(self, learn: "Learner", data: StreamBatches, start: int) -> Iterator[Tensor]:
+    def updates(self, learn: Any, data: StreamBatches, start: int) -> Iterator[Tensor]:
         raise NotImplementedError
 
 
-def _one_update(learn: "Learner", x: Tensor, y: Tensor) -> Tensor:
+def _one_update(learn: Any, x: Tensor, y: Tensor) -> Tensor:
     """Forward a chunk from the carried state, add the callbacks' terms, backward."""
     learn.event("before_batch")
     if learn.needs_activations:
@@ -66,7 +63,7 @@ class Chunks(Strategy):
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         return len(data)
 
-    def updates(self, learn: "Learner", data: StreamBatches, start: int) -> Iterator[Tensor]:
+    def updates(self, learn: Any, data: StreamBatches, start: int) -> Iterator[Tensor]:
         for k in range(start, len(data)):
             yield _one_update(learn, *data.batch(k))
 
@@ -94,7 +91,7 @@ class VariableChunks(Strategy):
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         return len(self.lengths(data, epoch))
 
-    def updates(self, learn: "Learner", data: StreamBatches, start: int) -> Iterator[Tensor]:
+    def updates(self, learn: Any, data: StreamBatches, start: int) -> Iterator[Tensor]:
         if data.layout != "every":
             raise LooplmError("variable sequence lengths need a model with a prediction at every step")
         lengths = self.lengths(data, learn.epoch)
@@ -117,10 +114,10 @@ class _StreamStrategy(Strategy):
 
     resumable_mid_epoch = False
 
-    def _generator(self, learn: "Learner", data: StreamBatches):
+    def _generator(self, learn: Any, data: StreamBatches):
         raise NotImplementedError
 
-    def updates(self, learn: "Learner", data: StreamBatches, start: int) -> Iterator[Tensor]:
+    def updates(self, learn: Any, data: StreamBatches, start: int) -> Iterator[Tensor]:
         if data.layout != "every":
             raise LooplmError("TBPTT strategies need a model with a prediction at every step")
         if start:
@@ -135,7 +132,7 @@ class _StreamStrategy(Strategy):
             yield step.loss
 
 
-def _forward_and_loss(learn: "Learner"):
+def _forward_and_loss(learn: Any):
     """``forward``/``loss_fn`` for looplm.tbptt that keep AR/TAR when the learner uses them:
     the callbacks' terms are means, so they are weighted by the positions counted."""
     if not learn.needs_activations:
@@ -167,7 +164,7 @@ class TBPTT(_StreamStrategy):
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         return math.ceil(data.inputs.shape[1] / self.k1)
 
-    def _generator(self, learn: "Learner", data: StreamBatches):
+    def _generator(self, learn: Any, data: StreamBatches):
         forward, loss_fn = _forward_and_loss(learn)
         return truncated_bptt(learn.model, data.inputs, data.targets, self.k1, self.k2, state=None,
                               loss_fn=loss_fn, mode=self.mode, forward=forward)
@@ -186,7 +183,7 @@ class Windows(_StreamStrategy):
         shared = self.burn or self.overlap
         return len(range(0, max(data.inputs.shape[1] - shared, 1), self.k - shared))
 
-    def _generator(self, learn: "Learner", data: StreamBatches):
+    def _generator(self, learn: Any, data: StreamBatches):
         forward, loss_fn = _forward_and_loss(learn)
         if self.burn:
             return burn_in(learn.model, data.inputs, data.targets, self.k, self.burn, loss_fn, forward=forward)

@@ -6,7 +6,6 @@ This is what ``looplm train`` calls, and what the chapter report calls seven tim
 from __future__ import annotations
 
 import dataclasses
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,18 +13,19 @@ from typing import Any, Callable, Sequence
 
 from looplm import __version__
 from looplm.callbacks import ARTAR, Callback, GradientClip
+from looplm.data.batching import stream_batches
 from looplm.data.corpus import Corpus
 from looplm.data.sources import DataOptions, load_corpus
-from looplm.data.text import data_callbacks  # issue 6
-from looplm.data.tokenize import save_tokenizer, tokenizer_for  # issue 6
+from looplm.data.text import TextCorpus
+from looplm.data.tokenize import save_tokenizer, tokenizer_for
 from looplm.device import resolve_device, seed_everything
-from looplm.distributed import DistOptions, Distributed, GradSync, attach, on_main, setup  # issue 7
+from looplm.distributed import DistOptions, Distributed, setup
 from looplm.errors import LooplmError
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
 from looplm.plots import plot_curves
 from looplm.checkpoint import Checkpointer, load_checkpoint, stop_on_sigint
-from looplm.rundir import CONFIG, CURVES, prepare_out_dir, save_run
+from looplm.rundir import CURVES, prepare_out_dir, save_run
 from looplm.strategies import TBPTT, Chunks, Strategy, VariableChunks, Windows
 
 TBPTT_MODES = ("stored", "recompute")
@@ -112,7 +112,9 @@ class TrainResult:
 
 def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] | None, progress: bool,
                   dist: Distributed | None = None) -> Learner:
-    """The learner of ``cfg``; with ``dist``, one rank's: its bs/n rows of the train and valid layouts."""
+    """The learner of ``cfg`` for this process's place in the job ``dist`` (default: a single
+    process on ``cfg.device``): its rows of the train and valid layouts, rank 0's weights."""
+    dist = Distributed(resolve_device(cfg.device)) if dist is None else dist
     spec = model_spec(cfg.model)
     if spec.fixed_sl is not None and cfg.sl != spec.fixed_sl:
         raise LooplmError(f"model {cfg.model} reads exactly {spec.fixed_sl} tokens: use --sl {spec.fixed_sl}")
@@ -121,14 +123,38 @@ def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] |
         raise LooplmError(f"model {cfg.model} predicts only after the last step of a chunk: TBPTT, windows "
                           "and variable lengths need a model with a prediction at every step (lm4 on)")
     seed_everything(cfg.seed)
-    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
-    train, valid = corpus.batches(cfg.bs, cfg.sl, spec.layout, group=cfg.group, rank=rank, world_size=world)
+    train, valid = corpus.batches(cfg.bs, cfg.sl, spec.layout, group=cfg.group, rank=dist.rank,
+                                  world_size=dist.world_size)
     model = spec.build(spec.make_config(len(corpus.vocab), **cfg.model_config))
-    device = dist.device if dist is not None else resolve_device(cfg.device)
-    learner = Learner(model, train, valid, wd=cfg.wd, device=device, log=log, progress=progress, strategy=strategy)
-    if dist is not None:
-        attach(dist, learner, cfg.seed)
-    return learner
+    dist.join_model(model, cfg.seed)
+    return Learner(model, train, valid, wd=cfg.wd, device=dist.device, log=log, progress=progress,
+                   strategy=strategy, dist=dist)
+
+
+class ShuffleDocuments(Callback):
+    """Before each epoch, lay the train stream out again with its documents in a new order
+    (:meth:`TextCorpus.train_tokens`); the order depends only on the seed and the epoch,
+    so a resumed run, and every rank of a data-parallel job, sees the same one.
+
+    ``bs`` is the global batch size and ``group`` the layout's (see
+    :func:`stream_batches`); rank ``rank`` of ``world_size`` keeps its own rows."""
+
+    def __init__(self, corpus: TextCorpus, bs: int, group: bool = True, rank: int = 0, world_size: int = 1):
+        self.corpus, self.bs, self.group, self.rank, self.world_size = corpus, bs, group, rank, world_size
+
+    def before_epoch(self, learn) -> None:
+        old = learn.train
+        tokens = self.corpus.train_tokens(learn.epoch)
+        learn.train = stream_batches(tokens, self.bs, old.sl, old.layout, self.rank, self.world_size,
+                                     self.group).to(learn.device)
+
+
+def data_callbacks(corpus: Corpus, bs: int, group: bool = True, rank: int = 0,
+                   world_size: int = 1) -> list[Callback]:
+    """The callbacks a corpus asks of training (document shuffling, when asked for)."""
+    if isinstance(corpus, TextCorpus) and corpus.shuffle_seed is not None and len(corpus.doc_starts) > 1:
+        return [ShuffleDocuments(corpus, bs, group, rank, world_size)]
+    return []
 
 
 def callbacks_for(cfg: TrainConfig) -> list[Callback]:
@@ -178,60 +204,37 @@ def train(
     Started by torchrun, this process is one rank of a data-parallel job
     (:mod:`looplm.distributed`): only rank 0 prints and writes ``out``."""
     cfg.validate()
-    dist = setup(cfg, dist_options)  # issue 7: None unless torchrun started several ranks
-    main = dist is None or dist.is_main
-    if not main:
+    dist = setup(cfg, dist_options)
+    if not dist.is_main:
         log, progress = None, False
     if out is not None:
-        on_main(dist, lambda: prepare_out_dir(out))  # fail before training, not after
-    if corpus is None:
-        load = lambda: load_corpus(cfg.data, cfg.data_options)  # noqa: E731
-        corpus = load() if dist is None else dist.main_first(load)  # rank 0 fills the cache first
+        dist.main_only(lambda: prepare_out_dir(out))  # fail before training, not after
+    if corpus is None:  # rank 0 fills the cache first
+        corpus = dist.main_first(lambda: load_corpus(cfg.data, cfg.data_options))
     learner = build_learner(cfg, corpus, log, progress, dist)
-    ranks = (0, 1) if dist is None else (dist.rank, dist.world_size)
-    cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus, cfg.bs, cfg.group, *ranks)]  # text may shuffle documents
-    if dist is not None:  # every rank takes the step of the whole batch
-        cbs.insert(0, GradSync(dist))
-    checkpointer = snapshot = None
+    cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus, cfg.bs, cfg.group, dist.rank, dist.world_size)]
+    snapshot = None
     if resume:  # the run's own files stay as they are; a checkpoint that does not load stops here
-        snapshot = on_main(dist, lambda: load_checkpoint(out, learner.model))
-        if dist is not None:
-            dist.broadcast_module(learner.model)  # the weights rank 0 loaded
+        snapshot = dist.main_only(lambda: load_checkpoint(out, learner.model))
+        dist.broadcast_module(learner.model)  # the weights rank 0 loaded
+    checkpointer = None if out is None else Checkpointer(out)
     if out is not None:
         config = run_config(cfg, learner.model.config)
-
-        def start_run() -> None:
-            save_run(out, None, corpus.vocab, config, [])
-            save_tokenizer(tokenizer_for(corpus), out)  # issue 6: eval and generate read text as training did
-
         if not resume:
-            on_main(dist, start_run)
-        checkpointer = Checkpointer(out, write=main)
+            dist.main_only(lambda: _start_run(out, corpus, config))
         cbs.append(checkpointer)
     with stop_on_sigint(checkpointer) if checkpointer else nullcontext():
         learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot)
-    if out is not None and main:
+    if out is not None and dist.is_main:
         history = [m.as_dict() for m in learner.history]
         save_run(out, learner.model, corpus.vocab, config, history)
         plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
-    if dist is not None:
-        dist.close()
+    dist.close()
     return TrainResult(learner, corpus, cfg)
 
 
-def resume_training(run_dir: str | Path, log: Callable[[str], None] | None = print, progress: bool = True,
-                    dist_options: DistOptions | None = None) -> TrainResult:
-    """Continue the run in ``run_dir`` from its last checkpoint, with its own settings
-    (every rank of a data-parallel job reads them: ``run_dir`` must be visible to all)."""
-    path = Path(run_dir) / CONFIG
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LooplmError(f"{run_dir} is not a run directory (no {CONFIG}): nothing to resume") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LooplmError(f"{path} is damaged ({err}): resume is not possible, retrain") from None
-    from looplm.resume import open_resume  # issue 6: RUNDIR checked, its data read by its tokenizer
-
-    cfg, corpus = open_resume(run_dir, config)
-    return train(cfg, out=run_dir, corpus=corpus, log=log, progress=progress, resume=True,
-                 dist_options=dist_options)
+def _start_run(out: str | Path, corpus: Corpus, config: dict[str, Any]) -> None:
+    """The run directory before the first epoch: config, vocab, and the tokenizer, so that
+    eval and generate read text as training did."""
+    save_run(out, None, corpus.vocab, config, [])
+    save_tokenizer(tokenizer_for(corpus), out)

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return int(done.code or 0)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # issue 7: train --nproc relaunches them
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc relaunches itself with them
     try:
         return args.run(args) or 0
     except LooplmError as err:

@@ -11,8 +11,9 @@ from looplm.overrides import parse_overrides
 from looplm.data.batching import check_divisible
 from looplm.data.sources import DataOptions, is_text_path
 from looplm.errors import LooplmError
-from looplm.training import TBPTT_MODES, TrainConfig, resume_training, train
-from looplm import distributed  # issue 7
+from looplm.resume import resume_training
+from looplm.training import TBPTT_MODES, TrainConfig, train
+from looplm import distributed
 
 
 def add_parser(sub) -> None:
@@ -60,7 +61,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    if args.nproc and args.nproc > 1 and distributed.env_world_size() == 1:  # issue 7: relaunch under torchrun
+    if args.nproc and args.nproc > 1 and distributed.env_world_size() == 1:  # not yet a rank: start torchrun
         if not args.resume:
             check_divisible(args.bs, args.nproc)  # before any process starts
         return distributed.launch(args.nproc, getattr(args, "argv", None) or ["train"])

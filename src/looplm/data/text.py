@@ -31,8 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from looplm.callbacks import Callback
-from looplm.data.batching import n_samples, stream_batches
+from looplm.data.batching import n_samples
 from looplm.data.cache import cache_key, cached_json, cached_streams, token_dtype
 from looplm.data.corpus import Corpus
 from looplm.data.tokenize import SEP, Tokenizer, fit_tokenizer, parse_spec, safe_cut, tokenizer_from_dict
@@ -248,29 +247,3 @@ def _encode(writer, tok: Tokenizer, parts: dict) -> dict:
             raise LooplmError(f"the {stream} text of {path} holds {writer.lengths[stream]} {tok.spec} token(s): "
                               "it needs at least 2")
     return {"n_lines": n_lines, "doc_starts": doc_starts, "tokenizer": tok.spec}
-
-
-class ShuffleDocuments(Callback):
-    """Before each epoch, lay the train stream out again with its documents in a new order
-    (:meth:`TextCorpus.train_tokens`); the order depends only on the seed and the epoch,
-    so a resumed run, and every rank of a data-parallel job, sees the same one.
-
-    ``bs`` is the global batch size and ``group`` the layout's (see
-    :func:`stream_batches`); rank ``rank`` of ``world_size`` keeps its own rows."""
-
-    def __init__(self, corpus: TextCorpus, bs: int, group: bool = True, rank: int = 0, world_size: int = 1):
-        self.corpus, self.bs, self.group, self.rank, self.world_size = corpus, bs, group, rank, world_size
-
-    def before_epoch(self, learn) -> None:
-        old = learn.train
-        tokens = self.corpus.train_tokens(learn.epoch)
-        learn.train = stream_batches(tokens, self.bs, old.sl, old.layout, self.rank, self.world_size,
-                                     self.group).to(learn.device)
-
-
-def data_callbacks(corpus: Corpus, bs: int, group: bool = True, rank: int = 0,
-                   world_size: int = 1) -> list[Callback]:
-    """The callbacks a corpus asks of training (document shuffling, when asked for)."""
-    if isinstance(corpus, TextCorpus) and corpus.shuffle_seed is not None and len(corpus.doc_starts) > 1:
-        return [ShuffleDocuments(corpus, bs, group, rank, world_size)]
-    return []

@@ -69,6 +69,94 @@ def _fail(g: np.ndarray, t: int, why: str) -> NoReturn:
     raise LooplmError(f"token {t} of the stream is {why}: ... {context}")
 
 
+@dataclass(frozen=True)
+class _Pairs:
+    """The stream's pairs of moves: ``start`` (P,) the position of each pair's first move,
+    ``move1``/``move2`` (P,) its moves, the energies before it (``before1``, ``before2``) and
+    after it (``after1``, ``after2``), in game order; ``pair_of`` (T,) maps a pair's first
+    position to its index."""
+
+    start: np.ndarray
+    move1: np.ndarray
+    move2: np.ndarray
+    before1: np.ndarray
+    before2: np.ndarray
+    after1: np.ndarray
+    after2: np.ndarray
+    pair_of: np.ndarray
+
+
+def _positions(game_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each token's predecessor (a stream starts as if after a game's "."), its position in
+    its game, and that position % 4 (its slot in "a to b ,")."""
+    previous = np.concatenate([[_DOT], game_ids[:-1]])
+    starts = np.flatnonzero(previous == _DOT)
+    at = np.arange(len(game_ids))
+    in_game = at - starts[np.searchsorted(starts, at, side="right") - 1]
+    return previous, in_game, in_game % 4
+
+
+def _check_format(game_ids: np.ndarray, previous: np.ndarray, in_game: np.ndarray, slot: np.ndarray) -> None:
+    """Which kind of token each slot allows (the rules are checked by probability later)."""
+    is_move = game_ids < N_MOVES
+    shaped = np.select(
+        [slot == 0, slot == 1, slot == 2],
+        [is_move | ((game_ids == _END) & (in_game > 0)),
+         np.where(previous == _END, game_ids == _DOT, game_ids == _TO), is_move],
+        game_ids == _COMMA,
+    )
+    if not shaped.all():
+        _fail(game_ids, int(np.argmin(shaped)), "out of the 'a to b , ... end .' format")
+
+
+def _pairs(game_ids: np.ndarray, in_game: np.ndarray, slot: np.ndarray) -> _Pairs:
+    """The pairs and their energies, filled one pair index at a time (each pair's energies
+    follow from the pair before it in the same game)."""
+    n = len(game_ids)
+    start = np.flatnonzero((slot == 0) & (game_ids < N_MOVES))
+    move1 = game_ids[start]
+    move2 = np.where(start + 2 < n, game_ids[np.minimum(start + 2, n - 1)], 0)  # a cut-off last pair: unused
+    index_in_game = in_game[start] // 4
+    before1, before2 = np.zeros(len(start), np.int64), np.zeros(len(start), np.int64)
+    for index in range(1, int(index_in_game.max(initial=0)) + 1):
+        now = np.flatnonzero(index_in_game == index)
+        before1[now], before2[now] = play(before1[now - 1], before2[now - 1], move1[now - 1], move2[now - 1])
+    after1, after2 = play(before1, before2, move1, move2)
+    pair_of = np.zeros(n, np.int64)
+    pair_of[start] = np.arange(len(start))
+    return _Pairs(start, move1, move2, before1, before2, after1, after2, pair_of)
+
+
+def _distributions(p1: Player, p2: Player, previous: np.ndarray, in_game: np.ndarray, slot: np.ndarray,
+                   pairs: _Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(token | past) (T, len(VOCAB)), the unaffordable moves (T, len(VOCAB)) and whether a
+    move comes next (T,)."""
+    n = len(slot)
+    probs = np.zeros((n, len(VOCAB)))
+    unaffordable = np.zeros((n, len(VOCAB)), bool)
+    # slot 0: a new game's first move at (0, 0), or after a pair: end or the next move
+    first = np.flatnonzero(slot == 0)
+    last_pair = pairs.pair_of[np.maximum(first - 4, 0)]
+    new_game = in_game[first] == 0
+    ended = ~new_game & DEADLY[pairs.move1[last_pair], pairs.move2[last_pair]]
+    energy1 = np.where(new_game, 0, pairs.after1[last_pair])[~ended]
+    energy2 = np.where(new_game, 0, pairs.after2[last_pair])[~ended]
+    probs[first[ended], _END] = 1.0
+    moving = first[~ended]
+    probs[moving, :N_MOVES] = p1.policy(energy1, energy2)
+    unaffordable[moving, :N_MOVES] = ~available(energy1)
+    # slot 2: player 2's move, at the energies before its pair
+    second = np.flatnonzero(slot == 2)
+    pair = pairs.pair_of[second - 2]
+    probs[second, :N_MOVES] = p2.policy(pairs.before2[pair], pairs.before1[pair])
+    unaffordable[second, :N_MOVES] = ~available(pairs.before2[pair])
+    probs[slot == 1, np.where(previous[slot == 1] == _END, _DOT, _TO)] = 1.0
+    probs[slot == 3, _COMMA] = 1.0
+    move_next = np.zeros(n, bool)
+    move_next[moving] = move_next[second] = True
+    return probs, unaffordable, move_next
+
+
 def stream_truth(
     ids,
     players: str | Sequence[str | Player] = ("random", "random"),
@@ -81,69 +169,19 @@ def stream_truth(
     that kills nobody).
     """
     p1, p2 = resolve_players(players)
-    g, cols = _game_ids(ids, vocab)
-    T = len(g)
-    if T == 0:
+    game_ids, cols = _game_ids(ids, vocab)
+    if len(game_ids) == 0:
         raise LooplmError("the stream is empty")
-    t = np.arange(T)
-    is_move = g < N_MOVES
-    prev = np.concatenate([[_DOT], g[:-1]])  # a stream starts as if after a game's "."
-    starts = np.flatnonzero(prev == _DOT)
-    r = t - starts[np.searchsorted(starts, t, side="right") - 1]
-    k = r % 4
-
-    # Format: which kind of token each r % 4 allows (rules are checked by probability below).
-    shaped = np.select(
-        [k == 0, k == 1, k == 2],
-        [is_move | ((g == _END) & (r > 0)), np.where(prev == _END, g == _DOT, g == _TO), is_move],
-        g == _COMMA,
-    )
-    if not shaped.all():
-        _fail(g, int(np.argmin(shaped)), "out of the 'a to b , ... end .' format")
-
-    # Pairs: their first move at f, energies before (e1, e2) in game order, filled one pair
-    # index at a time because each pair's energies depend on the pair before.
-    f = np.flatnonzero((k == 0) & is_move)
-    a = g[f]
-    b = np.where(f + 2 < T, g[np.minimum(f + 2, T - 1)], 0)  # a cut-off last pair: b unused
-    j = r[f] // 4
-    e1, e2 = np.zeros(len(f), np.int64), np.zeros(len(f), np.int64)
-    for step in range(1, int(j.max(initial=0)) + 1):
-        p = np.flatnonzero(j == step)
-        e1[p], e2[p] = play(e1[p - 1], e2[p - 1], a[p - 1], b[p - 1])
-    after1, after2 = play(e1, e2, a, b)
-    pair_of = np.zeros(T, np.int64)
-    pair_of[f] = np.arange(len(f))
-
-    probs = np.zeros((T, len(VOCAB)))
-    unaffordable = np.zeros((T, len(VOCAB)), bool)
-    # r % 4 == 0: a new game's first move at (0, 0), or after a pair: end or the next move.
-    first = np.flatnonzero(k == 0)
-    q = pair_of[np.maximum(first - 4, 0)]
-    new_game = r[first] == 0
-    ended = ~new_game & DEADLY[a[q], b[q]]
-    m1 = np.where(new_game, 0, after1[q])
-    m2 = np.where(new_game, 0, after2[q])
-    probs[first[ended], _END] = 1.0
-    moving = first[~ended]
-    probs[moving, :N_MOVES] = p1.policy(m1[~ended], m2[~ended])
-    unaffordable[moving, :N_MOVES] = ~available(m1[~ended])
-    # r % 4 == 2: player 2's move, at the energies before its pair.
-    second = np.flatnonzero(k == 2)
-    q = pair_of[second - 2]
-    probs[second, :N_MOVES] = p2.policy(e2[q], e1[q])
-    unaffordable[second, :N_MOVES] = ~available(e2[q])
-    probs[k == 1, np.where(prev[k == 1] == _END, _DOT, _TO)] = 1.0
-    probs[k == 3, _COMMA] = 1.0
-
-    possible = probs[t, g] > 0
+    previous, in_game, slot = _positions(game_ids)
+    _check_format(game_ids, previous, in_game, slot)
+    pairs = _pairs(game_ids, in_game, slot)
+    probs, unaffordable, move_next = _distributions(p1, p2, previous, in_game, slot, pairs)
+    possible = probs[np.arange(len(game_ids)), game_ids] > 0
     if not possible.all():
-        _fail(g, int(np.argmin(possible)), f"impossible for players {p1.name},{p2.name}")
-    move_next = np.zeros(T, bool)
-    move_next[moving] = move_next[second] = True
-    out_probs = np.zeros((T, len(vocab)))
+        _fail(game_ids, int(np.argmin(possible)), f"impossible for players {p1.name},{p2.name}")
+    out_probs = np.zeros((len(game_ids), len(vocab)))
     out_probs[:, cols] = probs
-    out_unaffordable = np.zeros((T, len(vocab)), bool)
+    out_unaffordable = np.zeros((len(game_ids), len(vocab)), bool)
     out_unaffordable[:, cols] = unaffordable
     return StreamTruth(out_probs, move_next, out_unaffordable)
 
