@@ -26,3 +26,27 @@ def _seeded():
     """Every test starts from the same torch seed."""
     torch.manual_seed(0)
     yield
+
+
+def folder_state(root) -> dict:
+    """Every entry under ``root``: its kind, permission bits and (files) bytes, (links) target.
+    Two equal states mean nothing under ``root`` was created, changed or removed."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if os.path.islink(path):
+                state[path] = ("link", os.readlink(path))
+            elif os.path.isfile(path):
+                with open(path, "rb") as f:
+                    state[path] = ("file", st.st_mode, f.read())
+            else:
+                state[path] = ("other", st.st_mode)
+    return state
+
+
+@pytest.fixture
+def snapshot():
+    """``snapshot(folder)``: see :func:`folder_state`."""
+    return folder_state

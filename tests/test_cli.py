@@ -52,7 +52,7 @@ BAD = [
     (["train", "--model", "lm1", "--sl", "16", "--out", "{tmp}/r"], "exactly 3"),
     (["train", "--set", "n_layers=0", "--out", "{tmp}/r"], "n_layers"),
     (["train", "--set", "colour=blue", "--out", "{tmp}/r"], "unknown setting 'colour'"),
-    (["train", "--out", "{tmp}/file/run"], "cannot create the output directory"),
+    (["train", "--out", "{tmp}/file/run"], "cannot be created"),
     (["data", "describe", "nowhere"], "unknown data"),
 ]
 

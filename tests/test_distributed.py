@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from looplm import distributed
+from looplm.checkpoint import latest_checkpoint
 from looplm.cli.main import main
 from looplm.data.batching import check_divisible
 from looplm.errors import LooplmError
@@ -89,7 +90,7 @@ def test_two_ranks_train_the_weights_of_one_process_at_k1_lt_k2(tmp_path):
         assert code == 0, err
     assert max_difference(tmp_path / "one", tmp_path / "ddp") < 1e-6
     assert valid_losses(tmp_path / "ddp") == pytest.approx(valid_losses(tmp_path / "one"), abs=1e-6)
-    assert (tmp_path / "ddp" / "checkpoint").is_dir()
+    assert latest_checkpoint(tmp_path / "ddp") is not None
 
 
 def test_nproc_2_trains_the_weights_of_one_process_at_k1_eq_k2(tmp_path):
@@ -112,7 +113,7 @@ def test_interrupted_job_resumes_to_the_uninterrupted_weights(tmp_path):
     run = tmp_path / "ddp"
     job = start_ranks([["train", *argv, "--out", str(run)]] * 2)
     deadline = time.monotonic() + JOB_TIMEOUT
-    while not (run / "checkpoint").is_dir() and time.monotonic() < deadline and job[1].poll() is None:
+    while latest_checkpoint(run) is None and time.monotonic() < deadline and job[1].poll() is None:
         time.sleep(0.05)
     job[1].send_signal(signal.SIGINT)  # Ctrl-C reaching one rank stops both at the same batch
     single_process(tmp_path / "one", argv)

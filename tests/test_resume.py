@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from looplm.callbacks import Callback
-from looplm.checkpoint import CHECKPOINT, TrainingInterrupted
+from looplm.checkpoint import TrainingInterrupted, latest_checkpoint
 from looplm.cli.main import main
 from looplm.errors import LooplmError
 from looplm.rundir import load_run
@@ -43,7 +43,7 @@ def test_interrupted_and_resumed_equals_straight(tmp_path, straight, stop_at):
     iteration = per_epoch + 7 if stop_at == "mid-epoch" else per_epoch
     with pytest.raises(TrainingInterrupted):
         train(TrainConfig(**CFG), out=tmp_path, log=None, progress=False, cbs=[CtrlCAt(iteration)])
-    assert (tmp_path / CHECKPOINT / "trainer.json").is_file()
+    assert (latest_checkpoint(tmp_path) / "trainer.json").is_file()
     resumed = resume_training(tmp_path, log=None, progress=False)
     history = [m.as_dict() for m in resumed.learner.history]
     for a, b in zip(history, straight_history, strict=True):
@@ -63,7 +63,7 @@ def test_damaged_checkpoint(tmp_path, straight):
     import shutil
     run = tmp_path / "run"
     shutil.copytree(straight_dir, run)
-    (run / CHECKPOINT / "trainer.safetensors").write_bytes(b"garbage")
+    (latest_checkpoint(run) / "trainer.safetensors").write_bytes(b"garbage")
     with pytest.raises(LooplmError, match="damaged"):
         resume_training(run, log=None, progress=False)
 

@@ -154,7 +154,7 @@ def test_bad_input_from_the_cli(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     good = write(tmp_path / "g.txt", "abc " * 30)
     assert main(["data", "describe", str(good), "--tokenizer", "bpe:9"]) == 2
-    assert "bpe:N needs N of at least 257" in capsys.readouterr().err
+    assert "bpe:N needs N between 257 and" in capsys.readouterr().err
 
 
 def test_memmap_backed(tmp_path):

@@ -5,7 +5,9 @@ import shutil
 
 import pytest
 
-from looplm.checkpoint import CHECKPOINT
+from looplm.checkpoint import latest_checkpoint
+
+CHECKPOINT = "<newest checkpoint>"
 from looplm.cli.main import main
 
 TEXT = "the cat sat on the mat. the dog ran to the sun.\n" * 40
@@ -67,7 +69,7 @@ def write(path, data: bytes):
 ], ids=["empty", "latin-1", "no-txt"])
 def test_bad_data_leaves_an_existing_run_alone(run, tmp_path, capsys, make, message):
     data = make(tmp_path)
-    fails(["train", "--data", str(data), "--model", "lstm", "--out", "{run}"], capsys, message, run)
+    fails(["train", "--data", str(data), "--model", "lstm", "--out", "{run}", "--overwrite"], capsys, message, run)
 
 
 def test_a_prompt_outside_the_char_vocab(run, capsys):
@@ -96,7 +98,7 @@ MISSING = [
 
 @pytest.mark.parametrize("argv, name, message", MISSING, ids=[f"{a[0]}-{n}" for a, n, _ in MISSING])
 def test_a_run_directory_missing_a_file(run, capsys, argv, name, message):
-    path = run / name
+    path = run / name.replace(CHECKPOINT, latest_checkpoint(run).name)
     shutil.rmtree(path) if path.is_dir() else path.unlink()
     fails(argv, capsys, message, run)
 
@@ -107,7 +109,7 @@ WEIGHTS = [(EVAL, "model.safetensors"), (GENERATE, "model.safetensors"), (RESUME
 @pytest.mark.parametrize("argv, weights", WEIGHTS, ids=["eval", "generate", "resume"])
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_corrupt_weights(run, capsys, argv, weights, damage):
-    path = run / weights
+    path = run / weights.replace(CHECKPOINT, latest_checkpoint(run).name)
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2] if damage == "truncated" else b"\x93NUMPY" + bytes(range(256)) * 8)
     fails(argv, capsys, "corrupt" if argv is not RESUME else "damaged", run)
@@ -116,7 +118,8 @@ def test_corrupt_weights(run, capsys, argv, weights, damage):
 @pytest.mark.parametrize("argv, weights", WEIGHTS, ids=["eval", "generate", "resume"])
 def test_weights_of_another_vocab(runs, run, capsys, argv, weights):
     """The other run's model is the same lstm, trained on text with other characters."""
-    shutil.copy(runs / "other" / weights, run / weights)
+    ckpt = latest_checkpoint(run).name
+    shutil.copy(runs / "other" / weights.replace(CHECKPOINT, ckpt), run / weights.replace(CHECKPOINT, ckpt))
     fails(argv, capsys, "the weights were trained with a vocab of 13 tokens, the run's vocab has 18", run)
 
 

@@ -51,7 +51,7 @@ def test_the_strategy_follows_the_settings():
 BAD = [
     (["--overlap", "16"], "--overlap 16 must be smaller"),
     (["--burn-in", "16"], "leaves nothing to train"),
-    (["--overlap", "-1"], "must not be negative"),
+    (["--overlap", "-1"], "--overlap: must be a whole number of at least 0"),
     (["--k1", "4", "--overlap", "2"], "choose one"),
     (["--burn-in", "2", "--variable-sl"], "choose one"),
     (["--k1", "0"], "--k1"),

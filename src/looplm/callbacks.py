@@ -75,7 +75,8 @@ class GradientClip(Callback):
         self.max_norm = max_norm
 
     def before_step(self, learn: Any) -> None:
-        torch.nn.utils.clip_grad_norm_(learn.model.parameters(), self.max_norm, foreach=True)
+        norm = torch.nn.utils.clip_grad_norm_(learn.model.parameters(), self.max_norm, foreach=True)
+        learn.finite.observe(norm)  # a non-finite gradient norm stops training like a non-finite loss
 
 
 class OneCycleScheduler(Callback):

@@ -26,6 +26,7 @@ from looplm.callbacks import EVENTS, Callback, CancelFit, OneCycleScheduler, Res
 from looplm.data.batching import StreamBatches
 from looplm.distributed import Distributed
 from looplm.errors import LooplmError
+from looplm.finite import CHECK_EVERY, FiniteWatch, NonFiniteTraining, check_weights
 from looplm.schedule import OneCycle
 from looplm.state import State, map_state
 from looplm.strategies import Chunks, Strategy
@@ -130,6 +131,8 @@ class Learner:
         self.history: list[EpochMetrics] = []
         self.train_iter = self.total_iters = self.epoch = self.batch = 0
         self.needs_activations = False
+        self.finite = FiniteWatch(self.device)
+        self.watch_finite = True  # stop on a non-finite loss (the LR finder watches its own)
         self._handlers: dict[str, list[Callback]] = {}
 
     def _say(self, line: str) -> None:
@@ -150,17 +153,8 @@ class Learner:
         ``resume`` continues an interrupted fit from a :meth:`snapshot` taken with
         the same settings: the losses then equal those of an uninterrupted fit.
         """
-        if n_epochs < 1:
-            raise LooplmError(f"the number of epochs must be at least 1, got {n_epochs}")
-        if not lr > 0:
-            raise LooplmError(f"the learning rate must be positive, got {lr}")
-        cbs = sorted([*self.cbs, *cbs], key=lambda cb: cb.order)
+        cbs = self.check_fit(n_epochs, lr, cbs)
         self.needs_activations = any(cb.needs_activations for cb in cbs)
-        if self.needs_activations and not returns_activations(self.model):
-            raise LooplmError(
-                f"AR/TAR need a model that returns its activations; {type(self.model).__name__} does not "
-                "(use lm7 or awd-lstm, or set alpha and beta to 0)"
-            )
         wd = self.wd if wd is None else wd
         self.opt = default_adam(param_groups(self.model, wd), lr, wd)
         self.total_iters = sum(self.strategy.n_updates(self.train, e) for e in range(n_epochs))
@@ -180,6 +174,20 @@ class Learner:
         self.event("after_fit")
         return self.history
 
+    def check_fit(self, n_epochs: int, lr: float, cbs: Iterable[Callback] = ()) -> list[Callback]:
+        """Refuse a fit that cannot run (before anything is written); the callbacks in order."""
+        if n_epochs < 1:
+            raise LooplmError(f"the number of epochs must be at least 1, got {n_epochs}")
+        if not 0 < lr < math.inf:
+            raise LooplmError(f"the learning rate must be a positive finite number, got {lr}")
+        cbs = sorted([*self.cbs, *cbs], key=lambda cb: cb.order)
+        if any(cb.needs_activations for cb in cbs) and not returns_activations(self.model):
+            raise LooplmError(
+                f"AR/TAR need a model that returns its activations; {type(self.model).__name__} does not "
+                "(use lm7 or awd-lstm, or set alpha and beta to 0)"
+            )
+        return cbs
+
     def _fit_epochs(self, n_epochs: int) -> None:
         while self.epoch < n_epochs:
             start = time.perf_counter()
@@ -187,6 +195,8 @@ class Learner:
             train_loss = self._train_epoch()
             self.event("before_validate")
             valid_loss, accuracy = self.validate()
+            if self.watch_finite and not math.isfinite(valid_loss):
+                raise NonFiniteTraining(self.epoch, None, "validation loss")
             self.history.append(
                 EpochMetrics(self.epoch, train_loss, valid_loss, accuracy, math.exp(min(valid_loss, 700.0)),
                              time.perf_counter() - start)
@@ -221,6 +231,7 @@ class Learner:
         n_updates = self.strategy.n_updates(self.train, self.epoch)
         self.opt.zero_grad(set_to_none=True)
         updates = self.strategy.updates(self, self.train, self.batch)
+        self.finite.reset(self.batch)
         for loss in tqdm(updates, total=n_updates, initial=self.batch, desc=f"epoch {self.epoch}", leave=False,
                          disable=not self.progress, mininterval=0.5):
             self.dist.sync_gradients(self.model.parameters())  # every rank takes the step of the whole batch
@@ -228,16 +239,26 @@ class Learner:
             self.opt.step()
             self.opt.zero_grad(set_to_none=True)
             self._loss_sum += loss
+            self.finite.observe(loss)
             self.train_iter, self.batch = self.train_iter + 1, self.batch + 1
+            if self.watch_finite and self.train_iter % CHECK_EVERY == 0:
+                self.finite.check(self.epoch, self.dist)
             self.event("after_batch")
         self.activations = None
+        if self.watch_finite:
+            self.finite.check(self.epoch, self.dist)
         loss_sum = self.dist.weighted_mean(self._loss_sum, self.train.bs)
         return (loss_sum / n_updates).item()
 
     # -- snapshots (for checkpoints) -------------------------------------------
     def snapshot(self) -> TrainerSnapshot:
         """Everything a resumed fit needs, taken between two batches (on every rank of a
-        job: the full hidden state and the rows' mean loss are gathered)."""
+        job: the full hidden state and the rows' mean loss are gathered). Refused
+        (:class:`NonFiniteTraining`) when training has turned non-finite: a checkpoint is
+        always finite."""
+        if self.watch_finite:
+            self.finite.check(self.epoch, self.dist)
+            check_weights(self.model, self.epoch)
         state, rngs = self.dist.gather_state(self.state), self.dist.gather_rngs()
         loss_sum = self.dist.weighted_mean(self._loss_sum, self.train.bs)
         return TrainerSnapshot(

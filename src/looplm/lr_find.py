@@ -51,10 +51,11 @@ def lr_find(learn: Learner, start_lr: float = 1e-7, end_lr: float = 10.0, num_it
     saved = copy.deepcopy(learn.model.state_dict())
     sweep = _Sweep(ExponentialSweep(start_lr, end_lr), num_it, stop_div)
     log, learn.log = learn.log, None
+    watch, learn.watch_finite = learn.watch_finite, False  # the sweep stops on divergence itself
     try:
         learn.fit(math.ceil(num_it / len(learn.train)), start_lr, cbs=[sweep])
     finally:
-        learn.log = log
+        learn.log, learn.watch_finite = log, watch
         learn.model.load_state_dict(saved)
         learn.history.clear()
     # fastai drops the first tenth and the last five points before suggesting

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Iterable
 
 from looplm.errors import LooplmError
+
+MAX_INT = 2**31 - 1  # every whole-number setting is a size or a count
 
 
 def _convert(raw: str, kind: Any, key: str) -> Any:
@@ -17,9 +20,14 @@ def _convert(raw: str, kind: Any, key: str) -> Any:
             return False
         raise LooplmError(f"{key}={raw!r}: expected true or false")
     try:
-        return kind(raw)
+        value = kind(raw)
     except (TypeError, ValueError):
         raise LooplmError(f"{key}={raw!r}: expected a value of type {kind.__name__}") from None
+    if kind is float and not math.isfinite(value):
+        raise LooplmError(f"{key}={raw!r}: expected a finite number")
+    if kind is int and abs(value) > MAX_INT:
+        raise LooplmError(f"{key}={raw!r}: expected a whole number of at most {MAX_INT:,}")
+    return value
 
 
 def parse_overrides(config_cls: type, pairs: Iterable[str], fixed: tuple[str, ...] = ("vocab_sz",)) -> dict[str, Any]:

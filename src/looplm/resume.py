@@ -5,7 +5,7 @@ with one line saying why, before anything in RUNDIR is written. :func:`open_resu
 in order:
 
     config.json           looplm training settings (the caller has parsed the JSON)
-    checkpoint/           trainer.json, model.safetensors, trainer.safetensors all there
+    checkpoint-N/         (the newest) trainer.json, model.safetensors, trainer.safetensors all there
     vocab.json            readable, and as long as config.json's vocab_sz
     tokenizer.json        (text runs) readable and agreeing with vocab.json; the data is
                           read with it, and must still be the text it was fitted on
@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from looplm.checkpoint import CHECKPOINT
+from looplm.checkpoint import latest_checkpoint
 from looplm.data.corpus import Corpus
 from looplm.data.sources import is_text_path, load_corpus
 from looplm.data.tokenize import load_tokenizer
@@ -42,8 +42,8 @@ def open_resume(run_dir: str | Path, config: dict[str, Any]) -> tuple[TrainConfi
     parsed config.json); a :class:`LooplmError` naming the problem when it cannot resume."""
     run_dir = Path(run_dir)
     cfg = config_from_run(config)
-    ckpt = run_dir / CHECKPOINT
-    if not ckpt.is_dir():
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
         raise LooplmError(f"{run_dir} has no checkpoint to resume from (one is written after every epoch "
                           "and on Ctrl-C): train again")
     missing = [name for name in CHECKPOINT_FILES if not (ckpt / name).is_file()]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,26 +26,16 @@ from torch import nn
 from looplm.atomic import atomic_write, atomic_write_text
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
+from looplm.finite import all_finite
 from looplm.models.registry import model_spec
 
 CONFIG, VOCAB, WEIGHTS, METRICS, CURVES = "config.json", "vocab.json", "model.safetensors", "metrics.csv", "curves.png"
 
 
-def prepare_out_dir(out: str | Path) -> Path:
-    """Create ``out`` (and parents) and check it is writable, before any training starts."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise LooplmError(f"cannot create the output directory {out}: {err.strerror} (choose another --out)") from None
-    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
-        raise LooplmError(f"the output directory {out} is not writable (choose another --out)")
-    return out
-
-
 def save_run(out: str | Path, model: nn.Module | None, vocab: Vocab, config: dict[str, Any], history: list[dict]) -> None:
-    """Write config and vocab, and the weights and metrics when given."""
-    out = prepare_out_dir(out)
+    """Write config and vocab, and the weights and metrics when given (into ``out``, a
+    folder a :class:`looplm.outputs.Output` has checked and created)."""
+    out = Path(out)
     atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
     vocab.save(out / VOCAB)
     if model is not None:
@@ -116,4 +105,7 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
         raise LooplmError(f"cannot load the weights {path / WEIGHTS}: {err} (the file is corrupt: retrain)") from None
     if missing or unexpected:
         raise LooplmError(f"{path / WEIGHTS} does not match model {name}: missing {missing}, unexpected {unexpected}")
+    if not all_finite(model):
+        raise LooplmError(f"{path / WEIGHTS} holds non-finite weights (nan or inf): the run diverged; "
+                          "retrain with a lower --lr or with --clip")
     return LoadedRun(model.to(device), vocab, config)

@@ -21,11 +21,13 @@ from looplm.data.tokenize import save_tokenizer, tokenizer_for
 from looplm.device import resolve_device, seed_everything
 from looplm.distributed import DistOptions, Distributed, setup
 from looplm.errors import LooplmError
+from looplm.finite import check_weights
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
 from looplm.plots import plot_curves
 from looplm.checkpoint import Checkpointer, load_checkpoint, stop_on_sigint
-from looplm.rundir import CURVES, prepare_out_dir, save_run
+from looplm.outputs import RUN, Output
+from looplm.rundir import CURVES, save_run
 from looplm.strategies import TBPTT, Chunks, Strategy, VariableChunks, Windows
 
 TBPTT_MODES = ("stored", "recompute")
@@ -189,7 +191,7 @@ def config_from_run(config: dict[str, Any]) -> TrainConfig:
 
 def train(
     cfg: TrainConfig,
-    out: str | Path | None = None,
+    out: str | Path | Output | None = None,
     corpus: Corpus | None = None,
     log: Callable[[str], None] | None = print,
     progress: bool = True,
@@ -207,12 +209,13 @@ def train(
     dist = setup(cfg, dist_options)
     if not dist.is_main:
         log, progress = None, False
-    if out is not None:
-        dist.main_only(lambda: prepare_out_dir(out))  # fail before training, not after
+    output = out if isinstance(out, Output) or out is None or resume else Output(out, RUN)  # checked, not written
+    out = output.path if isinstance(output, Output) else out
     if corpus is None:  # rank 0 fills the cache first
         corpus = dist.main_first(lambda: load_corpus(cfg.data, cfg.data_options))
     learner = build_learner(cfg, corpus, log, progress, dist)
     cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus, cfg.bs, cfg.group, dist.rank, dist.world_size)]
+    learner.check_fit(cfg.epochs, cfg.lr, cbs)  # the last refusal: nothing is written before it
     snapshot = None
     if resume:  # the run's own files stay as they are; a checkpoint that does not load stops here
         snapshot = dist.main_only(lambda: load_checkpoint(out, learner.model))
@@ -221,11 +224,12 @@ def train(
     if out is not None:
         config = run_config(cfg, learner.model.config)
         if not resume:
-            dist.main_only(lambda: _start_run(out, corpus, config))
+            dist.main_only(lambda: _start_run(output, corpus, config))
         cbs.append(checkpointer)
     with stop_on_sigint(checkpointer) if checkpointer else nullcontext():
         learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot)
     if out is not None and dist.is_main:
+        check_weights(learner.model, cfg.epochs)  # never saved as a success
         history = [m.as_dict() for m in learner.history]
         save_run(out, learner.model, corpus.vocab, config, history)
         plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
@@ -233,8 +237,9 @@ def train(
     return TrainResult(learner, corpus, cfg)
 
 
-def _start_run(out: str | Path, corpus: Corpus, config: dict[str, Any]) -> None:
-    """The run directory before the first epoch: config, vocab, and the tokenizer, so that
-    eval and generate read text as training did."""
+def _start_run(output: Output, corpus: Corpus, config: dict[str, Any]) -> None:
+    """The run directory before the first epoch (created only now, every check passed):
+    config, vocab, and the tokenizer, so that eval and generate read text as training did."""
+    out = output.create()
     save_run(out, None, corpus.vocab, config, [])
     save_tokenizer(tokenizer_for(corpus), out)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from looplm.cli.args import MAX_COUNT, SEED, count, real
 from looplm.data.sources import SOURCES, DataOptions
 from looplm.device import DEVICES
+from looplm.outputs import Output, OutputKind, utf8_path
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -15,28 +18,33 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"looplm: error: {message} (see '{self.prog} --help')\n")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
+def path_arg(text: str) -> str:
+    """A path flag: refused at parse time when its name is not valid UTF-8."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+        utf8_path(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
-def seed_list(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, got {text}") from None
+def add_output_flags(parser: argparse.ArgumentParser, help: str, default: str | None = None,
+                     required: bool = False) -> None:
+    """``--out`` and ``--overwrite``: every command that writes takes both (see looplm.outputs)."""
+    parser.add_argument("--out", type=path_arg, default=default, required=required, help=help)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out, if it is a previous output of this command")
+
+
+def output(args: argparse.Namespace, kind: OutputKind, inputs: tuple = ()) -> Output:
+    """The command's checked ``--out`` (nothing is written yet)."""
+    return Output(args.out, kind, inputs=inputs, overwrite=args.overwrite)
+
+
+def data_inputs(args: argparse.Namespace) -> tuple[Path, ...]:
+    """The files and folders a command reads its data from (an output must stay out of them)."""
+    from looplm.data.sources import is_text_path
+
+    return tuple(Path(p) for p in (args.data, args.valid) if p is not None and is_text_path(p))
 
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
@@ -47,15 +55,15 @@ def add_data_flags(parser: argparse.ArgumentParser, positional: bool = False) ->
     """DATA, the options of generated sources (bor-bor-zan's games and players) and of text."""
     what = f"{', '.join(SOURCES)}, or a UTF-8 text file or a folder of .txt files"
     if positional:
-        parser.add_argument("data", help=f"a data source: {what}")
+        parser.add_argument("data", type=path_arg, help=f"a data source: {what}")
     else:
-        parser.add_argument("--data", default="human-numbers", help=f"{what} (default: human-numbers)")
-    parser.add_argument("--games", type=positive_int, default=DataOptions.games, help="borborzan: games to generate")
+        parser.add_argument("--data", type=path_arg, default="human-numbers", help=f"{what} (default: human-numbers)")
+    parser.add_argument("--games", type=count(MAX_COUNT), default=DataOptions.games, help="borborzan: games to generate")
     parser.add_argument("--players", default=DataOptions.players, help="borborzan: the two players, e.g. random,cautious")
     parser.add_argument("--tokenizer", default=DataOptions.tokenizer,
                         help=f"text: char, word, word:N (the N commonest words) or bpe:N (default: {DataOptions.tokenizer})")
-    parser.add_argument("--valid", default=None, metavar="PATH", help="text: validation file or folder (default: a split)")
-    parser.add_argument("--valid-pct", type=float, default=DataOptions.valid_pct,
+    parser.add_argument("--valid", type=path_arg, default=None, metavar="PATH", help="text: validation file or folder (default: a split)")
+    parser.add_argument("--valid-pct", type=real(above=0, below=1), default=DataOptions.valid_pct,
                         help=f"text without --valid: the last fraction kept for validation (default: {DataOptions.valid_pct})")
     parser.add_argument("--shuffle-docs", action="store_true", help="text folder: a new document order every epoch")
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from looplm.atomic import atomic_write_text
-from looplm.cli.common import add_data_flags, data_options
+from looplm.cli.args import SEED
+from looplm.cli.common import add_data_flags, add_output_flags, data_inputs, data_options, output
 from looplm.data.sources import describe_corpus, load_corpus
-from looplm.rundir import prepare_out_dir
+from looplm.outputs import TEXT
 
 
 def add_parser(sub) -> None:
@@ -16,13 +16,13 @@ def add_parser(sub) -> None:
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=type(data))
     describe = data_sub.add_parser("describe", help="lines, tokens, vocab, most common target (the baseline)")
     add_data_flags(describe, positional=True)
-    describe.add_argument("--seed", type=int, default=0, help="seed of generated data")
+    describe.add_argument("--seed", type=SEED, default=0, help="seed of generated data")
     describe.add_argument("--json", action="store_true", help="print JSON")
     describe.set_defaults(run=run_describe)
     export = data_sub.add_parser("export", help="write the source's token stream as text")
     add_data_flags(export, positional=True)
-    export.add_argument("--seed", type=int, default=0, help="seed of generated data")
-    export.add_argument("--out", required=True, help="text file to write")
+    export.add_argument("--seed", type=SEED, default=0, help="seed of generated data")
+    add_output_flags(export, required=True, help="text file to write")
     export.set_defaults(run=run_export)
 
 
@@ -46,6 +46,7 @@ def run_describe(args) -> int:
 
 
 def run_export(args) -> int:
+    out = output(args, TEXT, data_inputs(args))
     corpus = load_corpus(args.data, data_options(args))
     streams = [corpus.tokens] if corpus.valid_tokens is None else [corpus.tokens, corpus.valid_tokens]
     tokenizer = getattr(corpus, "tokenizer", None)
@@ -53,7 +54,7 @@ def run_export(args) -> int:
         text = "".join(tokenizer.decode(s.tolist()) for s in streams)
     else:  # every token followed by one space: for bor-bor-zan this is the seed's document, byte for byte
         text = "".join(" ".join(corpus.vocab.decode(s.tolist())) + " " for s in streams)
-    prepare_out_dir(Path(args.out).parent)
-    atomic_write_text(args.out, text)
+    with out.writing() as path:
+        atomic_write_text(path, text)
     print(f"wrote {args.out}: {sum(len(s) for s in streams):,} tokens")
     return 0

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from looplm.cli.common import positive_int
+from looplm.cli.args import MAX_BS, MAX_SL, count, whole
+from looplm.cli.common import path_arg
 from looplm.data.batching import stream_batches
 from looplm.data.sources import DataOptions, is_text_path, load_corpus
 from looplm.data.tokenize import TOKENIZER, Tokenizer, WordTokenizer, load_tokenizer
@@ -30,11 +31,11 @@ from looplm.rundir import load_run
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="loss, perplexity, bits and accuracy of a trained model on a stream")
-    p.add_argument("--run", dest="rundir", metavar="RUNDIR", required=True, help="run directory written by looplm train")
-    p.add_argument("--file", help="score this UTF-8 text (read by the run's tokenizer) instead of the run's valid data")
-    p.add_argument("--bs", type=positive_int, help="rows scored at once (default: the run's bs)")
-    p.add_argument("--sl", type=positive_int, help="tokens per row per model call (default: the run's sl)")
-    p.add_argument("--warmup", type=int, default=WARMUP,
+    p.add_argument("--run", dest="rundir", type=path_arg, metavar="RUNDIR", required=True, help="run directory written by looplm train")
+    p.add_argument("--file", type=path_arg, help="score this UTF-8 text (read by the run's tokenizer) instead of the run's valid data")
+    p.add_argument("--bs", type=count(MAX_BS), help="rows scored at once (default: the run's bs)")
+    p.add_argument("--sl", type=count(MAX_SL), help="tokens per row per model call (default: the run's sl)")
+    p.add_argument("--warmup", type=whole(0, MAX_SL), default=WARMUP,
                    help=f"tokens each row reads before its first scored one (default {WARMUP}; 0: cold rows)")
     p.add_argument("--players", help="borborzan: the players who wrote --file (default: the run's)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -5,7 +5,8 @@ Prints the continuation only (``--show-prompt`` prints the prompt before it).
 
 from __future__ import annotations
 
-from looplm.cli.common import positive_float, positive_int
+from looplm.cli.args import MAX_COUNT, MAX_SIZE, SEED, count, real
+from looplm.cli.common import path_arg
 from looplm.data.tokenize import load_tokenizer
 from looplm.device import DEVICES, resolve_device
 from looplm.generate import generate
@@ -14,15 +15,15 @@ from looplm.rundir import load_run
 
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="continue a prompt with a trained model")
-    p.add_argument("--run", dest="rundir", metavar="RUNDIR", required=True, help="run directory written by looplm train")
+    p.add_argument("--run", dest="rundir", type=path_arg, metavar="RUNDIR", required=True, help="run directory written by looplm train")
     p.add_argument("--prompt", required=True, help="the text to continue (its tokens must be in the run's vocab)")
-    p.add_argument("--n", type=positive_int, default=200, help="tokens to generate (default: 200)")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--n", type=count(MAX_COUNT), default=200, help="tokens to generate (default: 200)")
+    p.add_argument("--temperature", type=real(1e-3, 1e3, zero_ok=True), default=1.0,
                    help="divides the logits: below 1 is safer, above 1 wilder, 0 always the likeliest (default: 1)")
-    p.add_argument("--top-k", type=positive_int, default=None, help="draw only from the k likeliest tokens")
-    p.add_argument("--top-p", type=positive_float, default=None,
+    p.add_argument("--top-k", type=count(1 << 31), default=None, help="draw only from the k likeliest tokens")
+    p.add_argument("--top-p", type=real(above=0, max=1), default=None,
                    help="draw only from the likeliest tokens that together hold probability p")
-    p.add_argument("--seed", type=int, default=None, help="repeat a draw (default: a new one each time)")
+    p.add_argument("--seed", type=SEED, default=None, help="repeat a draw (default: a new one each time)")
     p.add_argument("--show-prompt", action="store_true", help="print the prompt before the continuation")
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to run the model (default: auto)")
     p.set_defaults(run=run)

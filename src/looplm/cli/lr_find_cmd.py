@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from looplm.cli.common import add_data_flags, add_device_flag, data_options, positive_int
+from looplm.cli.args import MAX_BS, MAX_COUNT, MAX_SL, SEED, count, real
+from looplm.cli.common import add_data_flags, add_device_flag, add_output_flags, data_inputs, data_options, output
 from looplm.lr_find import lr_find
 from looplm.models.registry import MODELS, model_spec
 from looplm.overrides import parse_overrides
 from looplm.plots import plot_lr_find
-from looplm.rundir import prepare_out_dir
+from looplm.errors import LooplmError
+from looplm.outputs import PNG
 from looplm.data.sources import load_corpus
 from looplm.training import TrainConfig, build_learner
 
@@ -18,15 +18,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("lr-find", help="sweep the learning rate exponentially and suggest one")
     add_data_flags(p)
     p.add_argument("--model", default="lm7", help=f"one of {', '.join(MODELS)}")
-    p.add_argument("--bs", type=positive_int, default=64)
-    p.add_argument("--sl", type=positive_int, default=16)
-    p.add_argument("--wd", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start-lr", type=float, default=1e-7)
-    p.add_argument("--end-lr", type=float, default=10.0)
-    p.add_argument("--num-it", type=positive_int, default=100)
+    p.add_argument("--bs", type=count(MAX_BS), default=64)
+    p.add_argument("--sl", type=count(MAX_SL), default=16)
+    p.add_argument("--wd", type=real(0, 1e6), default=0.01)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--start-lr", type=real(above=0, max=1e6), default=1e-7)
+    p.add_argument("--end-lr", type=real(above=0, max=1e6), default=10.0)
+    p.add_argument("--num-it", type=count(MAX_COUNT), default=100)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--out", default="lr_find.png", help="PNG of loss against learning rate")
+    add_output_flags(p, default="lr_find.png", help="PNG of loss against learning rate")
     add_device_flag(p)
     p.set_defaults(run=run)
 
@@ -37,10 +37,14 @@ def run(args) -> int:
                       device=args.device, data_options=data_options(args),
                       model_config=parse_overrides(spec.config_cls, args.overrides))
     cfg.validate()
-    out = Path(args.out)
-    prepare_out_dir(out.parent if str(out.parent) else ".")
+    if not args.start_lr < args.end_lr:
+        raise LooplmError(f"--start-lr {args.start_lr:g} must be below --end-lr {args.end_lr:g}")
+    if args.num_it < 2:
+        raise LooplmError(f"--num-it {args.num_it} is too few to sweep: use at least 2 (default 100)")
+    out = output(args, PNG, data_inputs(args))
     learn = build_learner(cfg, load_corpus(cfg.data, cfg.data_options), log=None, progress=True)
     result = lr_find(learn, args.start_lr, args.end_lr, args.num_it)
-    plot_lr_find(result.lrs, result.losses, result.suggestion, out)
+    with out.writing() as path:
+        plot_lr_find(result.lrs, result.losses, result.suggestion, path)
     print(f"suggested learning rate: {result.suggestion:.2e} (valley); plot: {out}")
     return 0

@@ -9,6 +9,7 @@ from looplm.checkpoint import TrainingInterrupted
 from looplm.cli.common import OneLineParser
 from looplm.distributed import rank_prefix
 from looplm.errors import LooplmError
+from looplm.finite import NonFiniteTraining
 
 COMMANDS = (data_cmd, train_cmd, reproduce_cmd, lr_find_cmd, eval_cmd, play_cmd, generate_cmd)
 
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     except LooplmError as err:
         print(f"looplm: error: {rank_prefix()}{err}", file=sys.stderr)
         return 2
+    except NonFiniteTraining as err:
+        print(f"looplm: error: {rank_prefix()}{err}", file=sys.stderr)
+        return 3
     except TrainingInterrupted as stop:
         print(f"looplm: {stop}; continue with: looplm train --resume {stop.path.parent}", file=sys.stderr)
         return 130

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from looplm.cli.common import positive_int
+from looplm.cli.args import MAX_COUNT, SEED, count
+from looplm.cli.common import path_arg
 from looplm.games.play import AI, MAX_PAIRS, ModelForecaster, PolicyStrategy, match, play_terminal
 from looplm.games.players import PLAYERS, get_player
 from looplm.rundir import load_run
@@ -18,12 +19,12 @@ from looplm.rundir import load_run
 def add_parser(sub) -> None:
     p = sub.add_parser("play", help="play a game against a trained model, or simulate many")
     p.add_argument("game", choices=["borborzan"], help="the game")
-    p.add_argument("--run", dest="rundir", metavar="RUNDIR", required=True, help="run directory of a model trained on --data borborzan")
+    p.add_argument("--run", dest="rundir", type=path_arg, metavar="RUNDIR", required=True, help="run directory of a model trained on --data borborzan")
     p.add_argument("--vs", choices=sorted(PLAYERS), help="simulate the AI against this player instead of a person")
-    p.add_argument("--games", type=positive_int, default=10_000, help="games to simulate with --vs (default 10000)")
-    p.add_argument("--max-pairs", type=positive_int, default=MAX_PAIRS,
+    p.add_argument("--games", type=count(MAX_COUNT), default=10_000, help="games to simulate with --vs (default 10000)")
+    p.add_argument("--max-pairs", type=count(MAX_COUNT), default=MAX_PAIRS,
                    help=f"a game with no kill after this many pairs is a draw (default {MAX_PAIRS})")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--json", action="store_true", help="with --vs: print JSON")
     p.set_defaults(run=run)
 

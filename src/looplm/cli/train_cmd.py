@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from looplm.cli.common import add_data_flags, add_device_flag, data_options, positive_float, positive_int
+from looplm.cli.args import MAX_BS, MAX_EPOCHS, MAX_LAYERS, MAX_SECONDS, MAX_SIZE, MAX_SL, SEED, count, real, whole
+from looplm.cli.common import add_data_flags, add_device_flag, add_output_flags, data_inputs, data_options, output, path_arg
+from looplm.outputs import RUN
 from looplm.models.registry import MODELS, model_spec
 from looplm.overrides import parse_overrides
 from looplm.data.batching import check_divisible
@@ -20,47 +22,52 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and save a run directory")
     add_data_flags(p)
     p.add_argument("--model", default="lm7", help=f"one of {', '.join(MODELS)} (default: lm7)")
-    p.add_argument("--epochs", type=positive_int, default=15)
-    p.add_argument("--lr", type=positive_float, default=1e-2, help="peak learning rate of the one cycle")
-    p.add_argument("--wd", type=float, default=0.01, help="decoupled weight decay (default: 0.01)")
-    p.add_argument("--bs", type=positive_int, default=64, help="rows of the stream per batch")
-    p.add_argument("--sl", type=positive_int, default=16, help="tokens per row per batch")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--alpha", type=float, default=0.0, help="AR: activation regularisation (lm7: 2)")
-    p.add_argument("--beta", type=float, default=0.0, help="TAR: temporal activation regularisation (lm7: 1)")
-    p.add_argument("--clip", type=positive_float, default=None, help="clip the gradient norm to this")
-    p.add_argument("--moms", type=float, nargs=3, default=(0.95, 0.85, 0.95), metavar=("START", "MID", "END"),
+    p.add_argument("--epochs", type=count(MAX_EPOCHS), default=15)
+    p.add_argument("--lr", type=real(above=0, max=1e6), default=1e-2, help="peak learning rate of the one cycle")
+    p.add_argument("--wd", type=real(0, 1e6), default=0.01, help="decoupled weight decay (default: 0.01)")
+    p.add_argument("--bs", type=count(MAX_BS), default=64, help="rows of the stream per batch")
+    p.add_argument("--sl", type=count(MAX_SL), default=16, help="tokens per row per batch")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--alpha", type=real(0, 1e6), default=0.0, help="AR: activation regularisation (lm7: 2)")
+    p.add_argument("--beta", type=real(0, 1e6), default=0.0, help="TAR: temporal activation regularisation (lm7: 1)")
+    p.add_argument("--clip", type=real(above=0, max=1e12), default=None, help="clip the gradient norm to this")
+    p.add_argument("--moms", type=real(0, below=1), nargs=3, default=(0.95, 0.85, 0.95), metavar=("START", "MID", "END"),
                    help="beta1 cycle of the one-cycle schedule")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="a model setting, e.g. --set n_hidden=128 --set p=0.3 (repeatable)")
     p.add_argument("--preset", help="named model settings, applied before --set (awd-lstm: fastai, paper)")
-    p.add_argument("--emb-sz", type=positive_int, help="embedding size (lstm, gru, awd-lstm)")
-    p.add_argument("--n-hidden", type=positive_int, help="units per recurrent layer")
-    p.add_argument("--n-layers", type=positive_int, help="stacked recurrent layers")
+    p.add_argument("--emb-sz", type=count(MAX_SIZE), help="embedding size (lstm, gru, awd-lstm)")
+    p.add_argument("--n-hidden", type=count(MAX_SIZE), help="units per recurrent layer")
+    p.add_argument("--n-layers", type=count(MAX_LAYERS), help="stacked recurrent layers")
     s = p.add_argument_group("training strategy (default: chunks of --sl, state carried and detached)")
-    s.add_argument("--k1", type=positive_int, help="TBPTT(k1, k2): an update every k1 steps of the stream ...")
-    s.add_argument("--k2", type=positive_int, help="... backpropagating through the last k2 steps")
+    s.add_argument("--k1", type=count(MAX_SL), help="TBPTT(k1, k2): an update every k1 steps of the stream ...")
+    s.add_argument("--k2", type=count(MAX_SL), help="... backpropagating through the last k2 steps")
     s.add_argument("--tbptt-mode", choices=TBPTT_MODES, default="stored",
                    help="stored: keep the graphs of the last k2 steps; recompute: re-run them (default: stored)")
-    s.add_argument("--overlap", type=int, default=0, metavar="O",
+    s.add_argument("--overlap", type=whole(0, MAX_SL), default=0, metavar="O",
                    help="stateless windows of --sl steps, each sharing O steps with the previous one")
-    s.add_argument("--burn-in", type=int, default=0, metavar="K1",
+    s.add_argument("--burn-in", type=whole(0, MAX_SL), default=0, metavar="K1",
                    help="stateless windows of --sl steps whose first K1 steps run without gradient")
     s.add_argument("--variable-sl", action="store_true",
                    help="AWD-LSTM's random sequence lengths around --sl (learning rate scaled by length)")
-    p.add_argument("--out", help="run directory to write (required unless --resume)")
-    p.add_argument("--resume", metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
+    add_output_flags(p, help="run directory to write (required unless --resume)")
+    p.add_argument("--resume", type=path_arg, metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     add_device_flag(p)
     d = p.add_argument_group("data parallel (see docs/scaling.md)")
-    d.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+    d.add_argument("--nproc", type=count(1024), default=None, metavar="N",
                    help="train with N processes on this machine (runs torchrun; --bs is split between them)")
-    d.add_argument("--dist-timeout", type=positive_float, default=60.0, metavar="S",
+    d.add_argument("--dist-timeout", type=real(above=0, max=MAX_SECONDS), default=60.0, metavar="S",
                    help="seconds a rank waits for the others to join the job (default: 60)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    if args.resume and args.out:
+        raise LooplmError("--resume continues a run in its own directory: drop --out (or drop --resume)")
+    if not args.resume and not args.out:
+        raise LooplmError("looplm train needs --out RUNDIR (or --resume RUNDIR)")
+    out = None if args.resume else output(args, RUN, data_inputs(args))  # checked before anything starts
     if args.nproc and args.nproc > 1 and distributed.env_world_size() == 1:  # not yet a rank: start torchrun
         if not args.resume:
             check_divisible(args.bs, args.nproc)  # before any process starts
@@ -71,8 +78,6 @@ def run(args) -> int:
         result = resume_training(args.resume, log=None if args.quiet else print, progress=not args.quiet,
                                  dist_options=options)
         return _done(result, args.resume, args.quiet)
-    if not args.out:
-        raise LooplmError("looplm train needs --out RUNDIR (or --resume RUNDIR)")
     spec = model_spec(args.model)
     model_config = spec.preset(args.preset) if args.preset else {}
     model_config.update(spec.sizes(args.emb_sz, args.n_hidden, args.n_layers))
@@ -84,7 +89,7 @@ def run(args) -> int:
         k1=args.k1, k2=args.k2, tbptt_mode=args.tbptt_mode, overlap=args.overlap, burn_in=args.burn_in,
         variable_sl=args.variable_sl,
     )
-    result = train(cfg, out=args.out, log=None if args.quiet else print, progress=not args.quiet,
+    result = train(cfg, out=out, log=None if args.quiet else print, progress=not args.quiet,
                    dist_options=options)
     return _done(result, args.out, args.quiet)
 

@@ -34,6 +34,7 @@ from looplm.errors import LooplmError
 SEP, UNK = "<sep>", "<unk>"
 TOKENIZER = "tokenizer.json"
 SPECS = "char, word, word:N or bpe:N"
+MAX_VOCAB = 1 << 24  # token ids are stored as uint32 at most, and a bigger vocab cannot be trained here
 _FORMAT = 1
 _PIECE = 1 << 16  # characters per piece handed to the BPE encoder (in parallel)
 # The greedy .* backs off to the last non-space that a whitespace character follows.
@@ -178,8 +179,8 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
     if kind in ("word", "bpe") and size.isdigit():
         n = int(size)
         least = 257 if kind == "bpe" else 1  # byte-level BPE starts from 256 bytes, plus <sep>
-        if n < least:
-            raise LooplmError(f"tokenizer {spec!r}: {kind}:N needs N of at least {least}")
+        if not least <= n <= MAX_VOCAB:
+            raise LooplmError(f"tokenizer {spec!r}: {kind}:N needs N between {least} and {MAX_VOCAB:,}")
         return kind, n
     raise LooplmError(f"unknown tokenizer {spec!r}: choose {SPECS} (e.g. bpe:2000)")
 
