@@ -1,5 +1,7 @@
 """Bad arguments to the strategies fail at the call with a LooplmError naming the problem."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -22,18 +24,18 @@ class TinyLM(nn.Module):
         return self.out(h), state
 
 
-class ListState(TinyLM):
-    """Returns its (h, c) as a list, which TBPTT cannot tell from a batch of states."""
+class CountAsInt(TinyLM):
+    """Carries a step count as a Python int, which is not a tensor: TBPTT cannot detach it."""
 
-    def forward(self, x, state=None):
-        logits, state = super().forward(x, None if state is None else tuple(state))
-        return logits, list(state)
-
-
-class DictState(TinyLM):
     def forward(self, x, state=None):
         logits, (h, c) = super().forward(x)
-        return logits, {"h": h, "c": c}
+        return logits, {"lstm": (h, c), "steps": x.shape[1]}
+
+
+class StringState(TinyLM):
+    def forward(self, x, state=None):
+        logits, state = super().forward(x)
+        return logits, [state, "label"]
 
 
 @pytest.fixture
@@ -50,30 +52,40 @@ def stream():
         (dict(k1=-1, k2=4), "k1 must be an integer >= 1"),
         (dict(k1=2.0, k2=4), "k1 must be an integer >= 1, got 2.0"),
         (dict(k1=4, k2=4, mode="fast"), "mode must be one of stored, recompute, got 'fast'"),
-        (dict(k1=4, k2=4, state=[torch.zeros(1, 2, 4)]), "initial state must be None, a tensor or a tuple"),
+        (dict(k1=4, k2=4, time_dim=0), "time_dim must be an integer >= 1, got 0"),
+        (dict(k1=4, k2=4, state={"h": torch.zeros(1, 2, 4), "n": 3}),
+         "the initial state must be a pytree of tensors (tensor, tuple, list, dict; None leaves allowed), "
+         "got a leaf of type int"),
     ],
 )
 def test_truncated_bptt_refuses(stream, kwargs, message):
-    with pytest.raises(LooplmError, match=message.replace("(", r"\(")):
+    with pytest.raises(LooplmError, match=re.escape(message)):
         truncated_bptt(TinyLM(), *stream, **kwargs)
 
 
 def test_refuses_a_stream_that_is_not_rows(stream):
     x, y = stream
-    with pytest.raises(LooplmError, match=r"inputs and targets must both be \(bs, T\)"):
+    no_time = "inputs and targets need a time dim 1 after the batch dim 0 (e.g. (bs, T) for time_dim=1), " \
+              "got shapes (24,) and (24,)"
+    with pytest.raises(LooplmError, match=re.escape(no_time)):
         truncated_bptt(TinyLM(), x.flatten(), y.flatten(), 4, 4)
-    with pytest.raises(LooplmError, match=r"got \(2, 12\) and \(2, 11\)"):
+    with pytest.raises(LooplmError, match=re.escape("the same number of steps >= 1 (dim 1), got (2, 12) and (2, 11)")):
         truncated_bptt(TinyLM(), x, y[:, 1:], 4, 4)
-    with pytest.raises(LooplmError, match=r"inputs and targets must both be \(bs, T\)"):
+    with pytest.raises(LooplmError, match=re.escape("same batch size (dim 0)")):
+        truncated_bptt(TinyLM(), x, y[:1], 4, 4)
+    with pytest.raises(LooplmError, match=re.escape("need a time dim 2")):
+        truncated_bptt(TinyLM(), x, y, 4, 4, time_dim=2)
+    with pytest.raises(LooplmError, match=re.escape(no_time)):
         overlapping_chunks(TinyLM(), x.flatten(), y.flatten(), k=4)
 
 
-@pytest.mark.parametrize("model,name", [(ListState(), "list"), (DictState(), "dict")])
+@pytest.mark.parametrize("model,name", [(CountAsInt(), "int"), (StringState(), "str")])
 @pytest.mark.parametrize("mode", ["stored", "recompute"])
 def test_refuses_a_model_whose_state_is_not_tensors(stream, model, name, mode):
-    with pytest.raises(LooplmError, match=f"returned a state of type {name}"):
+    message = f"the model returned a state with a leaf of type {name}; a state must be a pytree of tensors"
+    with pytest.raises(LooplmError, match=re.escape(message)):
         next(truncated_bptt(model, *stream, 4, 8, mode=mode))
-    with pytest.raises(LooplmError, match=f"returned a state of type {name}"):
+    with pytest.raises(LooplmError, match=re.escape(message)):
         next(burn_in(model, *stream, k=4, burn=2))
 
 

@@ -1,35 +1,44 @@
 """Recurrent state: what a model carries from one chunk of the stream to the next.
 
-Every looplm language model is a step function over chunks::
+Every recurrent model here is a step function over chunks::
 
-    logits, state = model(x, state)      # x: (bs, T) token ids, state=None means zeros
+    out, state = model(x, state)      # state=None means "start from zeros"
 
-A state is ``None``, a tensor whose dim 1 is the batch (``(n_layers, bs, n_hidden)``
-as in ``torch.nn.RNN``), or a tuple of such tensors (``(h, c)`` for an LSTM).
+A state is a pytree of tensors (``torch.utils._pytree``): a tensor, or tuples,
+lists, dicts and namedtuples of them, nested as deep as the model likes, with
+``None`` allowed as a leaf. looplm's language models use a tensor whose dim 1
+is the batch (``(n_layers, bs, n_hidden)`` as in ``torch.nn.RNN``) or a tuple
+``(h, c)``; a model of your own may carry ``{"lstm": (h, c), "step": n}``.
 These helpers are the only code that needs to know that.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Any, Callable
 
-import torch
+import torch.utils._pytree as pytree
 from torch import Tensor
 
-State = Union[None, Tensor, tuple[Tensor, ...]]
+State = Any
+"""A pytree whose leaves are tensors or None (see the module docstring)."""
+
+
+def bad_leaf(state: object) -> str | None:
+    """The type name of the first leaf of ``state`` that is neither a tensor nor None,
+    or None when ``state`` is a valid state."""
+    for leaf in pytree.tree_leaves(state):
+        if leaf is not None and not isinstance(leaf, Tensor):
+            return type(leaf).__name__
+    return None
 
 
 def map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
-    """Apply ``fn`` to every tensor of a state, keeping its structure."""
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return fn(state)
-    if isinstance(state, (tuple, list)) and all(isinstance(t, Tensor) for t in state):
-        return tuple(fn(t) for t in state)
-    raise TypeError(
-        f"a recurrent state must be None, a tensor or a tuple of tensors, got {type(state).__name__}"
-    )
+    """Apply ``fn`` to every tensor of a state, keeping its structure and its None leaves."""
+    name = bad_leaf(state)
+    if name is not None:
+        raise TypeError(f"a recurrent state must be a pytree of tensors (None leaves allowed), "
+                        f"got a leaf of type {name}")
+    return pytree.tree_map(lambda t: None if t is None else fn(t), state)
 
 
 def detach_state(state: State) -> State:
@@ -37,12 +46,16 @@ def detach_state(state: State) -> State:
     return map_state(state, Tensor.detach)
 
 
+def state_leaves(state: State) -> list[Tensor | None]:
+    """The leaves of a state in a fixed order: two states of one structure pair up leaf by leaf."""
+    return pytree.tree_leaves(state)
+
+
 def state_batch_size(state: State) -> int | None:
-    """The batch size a state was made for (dim 1 of its tensors), or None for no state."""
-    if state is None:
-        return None
-    first = state if isinstance(state, Tensor) else state[0]
-    return first.shape[1]
+    """The batch size a looplm model's state was made for (dim 1 of its first tensor), or
+    None for no state."""
+    first = next((t for t in state_leaves(state) if isinstance(t, Tensor) and t.dim() >= 2), None)
+    return None if first is None else first.shape[1]
 
 
 def fit_state(state: State, bs: int) -> State:
@@ -52,3 +65,18 @@ def fit_state(state: State, bs: int) -> State:
     bs=1: a state of another batch size cannot continue these rows, so it is dropped.
     """
     return state if state_batch_size(state) == bs else None
+
+
+def state_to_flat(state: State, prefix: str) -> dict[str, Tensor | str]:
+    """A state as plain data: ``{prefix}.spec`` (its structure as JSON) and one
+    ``{prefix}.{i}`` tensor per tensor leaf; :func:`state_from_flat` inverts it."""
+    leaves, spec = pytree.tree_flatten(state)
+    flat: dict[str, Tensor | str] = {f"{prefix}.spec": pytree.treespec_dumps(spec)}
+    flat.update({f"{prefix}.{i}": t for i, t in enumerate(leaves) if t is not None})
+    return flat
+
+
+def state_from_flat(flat: dict[str, Any], prefix: str) -> State:
+    """The state that :func:`state_to_flat` wrote under ``prefix``."""
+    spec = pytree.treespec_loads(flat[f"{prefix}.spec"])
+    return pytree.tree_unflatten([flat.get(f"{prefix}.{i}") for i in range(spec.num_leaves)], spec)

@@ -16,7 +16,6 @@ are in ``.grad``; the learner then steps the optimiser.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -26,7 +25,7 @@ from torch import Tensor
 from looplm.data.batching import StreamBatches
 from looplm.errors import LooplmError
 from looplm.state import detach_state
-from looplm.tbptt import burn_in, overlapping_chunks, truncated_bptt
+from looplm.tbptt import Schedule, burn_in, overlapping_chunks, summed_cross_entropy, truncated_bptt
 
 
 class Strategy:
@@ -144,8 +143,7 @@ def _forward_and_loss(learn: Any):
 
     def loss_fn(out, targets):
         logits, learn.activations = out
-        summed = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                   reduction="sum")
+        summed = summed_cross_entropy(logits, targets)
         learn.loss_grad = summed.new_zeros(())
         learn.event("after_loss")
         return summed + learn.loss_grad * targets.numel()
@@ -162,7 +160,7 @@ class TBPTT(_StreamStrategy):
     mode: str = "stored"
 
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
-        return math.ceil(data.inputs.shape[1] / self.k1)
+        return Schedule(data.inputs.shape[1], self.k1, self.k2).n_updates
 
     def _generator(self, learn: Any, data: StreamBatches):
         forward, loss_fn = _forward_and_loss(learn)

@@ -10,15 +10,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from looplm.errors import LooplmError
-from looplm.state import State, detach_state
+from looplm.state import State, bad_leaf, detach_state
 
 Forward = Callable[[Tensor, State], tuple[Any, State]]
-"""Runs one chunk: ``forward(x, state) -> (out, state)``, x (bs, n). Defaults to the model."""
+"""Runs one chunk: ``forward(x, state) -> (out, state)``, x a slice of the inputs along
+time (``(bs, n, ...)`` for ``time_dim=1``). Defaults to the model. ``out`` may be any
+object (a tensor, a tuple of logits and activations, a dict): only ``loss_fn`` reads it."""
 
 LossFn = Callable[[Any, Tensor], Tensor]
-"""``loss_fn(out, targets) -> summed loss`` (a scalar), targets (bs, n). It must be a sum
-over positions: a stride may be run in several pieces whose losses are added, and the
-strategies divide by the number of target positions themselves."""
+"""``loss_fn(out, targets) -> summed loss`` (a 0-dim tensor), targets the matching slice of
+the targets. It must be a sum over positions: a stride may be run in several chunks whose
+losses are added, and the strategies divide by bs x the stride's length themselves. For
+(bs, T, features) data, ``F.mse_loss(out, y, reduction="sum")`` gives the squared error
+summed over the features, averaged over rows and steps."""
 
 
 class TBPTTStep(NamedTuple):
@@ -28,8 +32,8 @@ class TBPTTStep(NamedTuple):
     loss: 0-dim detached tensor, the update's mean loss (no ``.item()``: the caller
         decides when to synchronise with the device).
     state: the detached state after the steps processed so far (None for zeros).
-    n_tokens: bs x the number of positions the loss was averaged over; the caller
-        can weigh losses or scale a learning rate with it.
+    n_tokens: bs x the number of steps the loss was averaged over (tokens for a
+        language model); the caller can weigh losses or scale a learning rate with it.
     """
 
     loss: Tensor
@@ -38,8 +42,18 @@ class TBPTTStep(NamedTuple):
 
 
 def summed_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Cross-entropy summed over every position: logits (bs, n, vocab), targets (bs, n)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+    """Cross-entropy summed over every position: logits (bs, n, vocab), targets (bs, n) class
+    indices of any integer dtype (a uint16 token stream is widened here, one slice at a time)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), reduction="sum")
+
+
+def model_input(x: Tensor) -> Tensor:
+    """What the model is given: ``x`` itself, except integer ids of a dtype that
+    ``nn.Embedding`` cannot index with (uint8, uint16, uint32, int8, int16), widened to
+    int64. Token streams are stored narrow to save memory; floats are never cast."""
+    if x.is_floating_point() or x.is_complex() or x.dtype in (torch.bool, torch.int32, torch.int64):
+        return x
+    return x.long()
 
 
 def check_count(name: str, value: int, minimum: int = 1) -> None:
@@ -48,42 +62,44 @@ def check_count(name: str, value: int, minimum: int = 1) -> None:
         raise LooplmError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def check_stream(inputs: Tensor, targets: Tensor) -> tuple[int, int]:
-    """Return (bs, T) of a stream laid out in rows: inputs and targets both (bs, T), T >= 1."""
+def check_stream(inputs: Tensor, targets: Tensor, time_dim: int = 1) -> tuple[int, int]:
+    """Return (bs, T) of a stream with the batch on dim 0 and time on ``time_dim``: inputs
+    and targets agree on both sizes (their other dims are the model's and the loss's)."""
     if not isinstance(inputs, Tensor) or not isinstance(targets, Tensor):
-        raise LooplmError("inputs and targets must be tensors of shape (bs, T)")
-    if inputs.dim() != 2 or inputs.shape != targets.shape or inputs.shape[1] < 1:
-        raise LooplmError(
-            f"inputs and targets must both be (bs, T) with T >= 1, got {tuple(inputs.shape)} "
-            f"and {tuple(targets.shape)}"
-        )
-    return inputs.shape[0], inputs.shape[1]
+        raise LooplmError(f"inputs and targets must be tensors with the batch on dim 0 and time on dim "
+                          f"{time_dim}, got {type(inputs).__name__} and {type(targets).__name__}")
+    shapes = f"{tuple(inputs.shape)} and {tuple(targets.shape)}"
+    if min(inputs.dim(), targets.dim()) <= time_dim:
+        raise LooplmError(f"inputs and targets need a time dim {time_dim} after the batch dim 0 "
+                          f"(e.g. (bs, T) for time_dim=1), got shapes {shapes}")
+    T = inputs.shape[time_dim]
+    if inputs.shape[0] != targets.shape[0] or T != targets.shape[time_dim] or T < 1:
+        raise LooplmError(f"inputs and targets must have the same batch size (dim 0) and the same "
+                          f"number of steps >= 1 (dim {time_dim}), got {shapes}")
+    return inputs.shape[0], T
 
 
-def _is_state(state: object) -> bool:
-    if state is None or isinstance(state, Tensor):
-        return True
-    return isinstance(state, tuple) and bool(state) and all(isinstance(t, Tensor) for t in state)
+def _state_problem(state: object) -> str | None:
+    name = bad_leaf(state)
+    return None if name is None else f"a leaf of type {name}"
 
 
 def checked_state(state: object) -> State:
     """The caller's initial ``state`` detached (it is a constant), or a LooplmError."""
-    if not _is_state(state):
-        raise LooplmError(
-            f"the initial state must be None, a tensor or a tuple of tensors (batch on dim 1), "
-            f"got {type(state).__name__}"
-        )
+    problem = _state_problem(state)
+    if problem is not None:
+        raise LooplmError(f"the initial state must be a pytree of tensors (tensor, tuple, list, dict; "
+                          f"None leaves allowed), got {problem}")
     return detach_state(state)
 
 
 def run_chunk(forward: Forward, x: Tensor, state: State) -> tuple[Any, State]:
     """One call of ``forward``, refusing a model whose state TBPTT cannot carry."""
-    out, new_state = forward(x, state)
-    if not _is_state(new_state):
-        raise LooplmError(
-            f"the model returned a state of type {type(new_state).__name__}; a looplm model's state "
-            "must be None, a tensor or a tuple of tensors (batch on dim 1)"
-        )
+    out, new_state = forward(model_input(x), state)
+    problem = _state_problem(new_state)
+    if problem is not None:
+        raise LooplmError(f"the model returned a state with {problem}; a state must be a pytree of "
+                          "tensors (tensor, tuple, list, dict; None leaves allowed)")
     return out, new_state
 
 

@@ -98,15 +98,15 @@ def _windows(forward: Forward, loss_fn: LossFn, inputs: Tensor, targets: Tensor,
              overlap: int, trained_from: int) -> Iterator[TBPTTStep]:
     """Windows [b, min(b + k, T)) for b = 0, k - overlap, ... until one reaches T; the
     first ``trained_from`` steps of each run without gradient and loss."""
-    bs, T = inputs.shape
+    bs, T = inputs.shape[:2]
     for b in range(0, max(T - overlap, 1), k - overlap):
         e, m = min(b + k, T), b + trained_from
         state = None
         if m > b:
             with torch.no_grad():
-                _, state = run_chunk(forward, inputs[:, b:m].long(), None)
-        out, state = run_chunk(forward, inputs[:, m:e].long(), state)
+                _, state = run_chunk(forward, inputs[:, b:m], None)
+        out, state = run_chunk(forward, inputs[:, m:e], state)
         n_tokens = bs * (e - m)
-        loss = loss_fn(out, targets[:, m:e].long()) / n_tokens
+        loss = loss_fn(out, targets[:, m:e]) / n_tokens
         loss.backward()
         yield TBPTTStep(loss.detach(), detach_state(state), n_tokens)
