@@ -243,10 +243,9 @@ def test_what_a_long_stream_keeps_is_bounded(k1, k2):
     kept_steps, kept_inputs = [], []
     for n in torch.randint(1, 8, (50,)).tolist():
         for _ in stream.feed(torch.randn(1, n, N_IN, dtype=torch.float64), torch.randn(1, n, N_OUT, dtype=torch.float64)):
-            chain = stream._chain
-            kept_steps.append(stream._done - chain[0].start if chain else 0)
+            kept_steps.append(stream.kept[1])
             model.zero_grad()
-        kept_inputs.append(stream._history.end - stream._history.start)
+        kept_inputs.append(stream.kept[0])
     assert max(kept_steps) < k2 and max(kept_inputs) <= k1 + k2 + 7
 
 

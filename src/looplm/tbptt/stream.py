@@ -160,6 +160,13 @@ class TBPTTStream:
             self._pending = (self._pos, detach_state(h))
         return self._pending[1]
 
+    @property
+    def kept(self) -> tuple[int, int]:
+        """(steps of inputs, steps of graph) the stream holds now: at most k1 + k2 plus the
+        newest piece, and k2 - 1 between updates, however long the stream."""
+        graph = self._done - self._chain[0].start if self._chain else 0
+        return self._history.end - self._history.start, graph
+
     def feed(self, inputs: Tensor, targets: Tensor) -> Iterator[TBPTTStep]:
         """Append a piece (batch on dim 0, time on ``time_dim``, n >= 1 steps); return a
         generator over the updates it completes. The piece is checked and recorded at the
