@@ -11,8 +11,9 @@ import torch
 
 from looplm import checkpoint
 from looplm.checkpoint import WRITE_STEPS, latest_checkpoint
+from looplm.resume import resume_training
 from looplm.rundir import load_run
-from looplm.training import TrainConfig, resume_training, train
+from looplm.training import TrainConfig, train
 
 TEXT = "the cat sat on the mat. the dog sat on the log.\n" * 12
 SMALL = dict(model="lstm", bs=4, sl=8, lr=1e-2, epochs=3, model_config={"emb_sz": 8, "n_hidden": 8, "n_layers": 1})
