@@ -61,7 +61,7 @@ def worker(args) -> None:
     start = time.perf_counter()
     learn.fit_one_cycle(args.epochs, cfg.lr)
     seconds = time.perf_counter() - start
-    tokens = args.epochs * len(learn.train) * learn.train.bs * cfg.sl * dist.world_size
+    tokens = args.epochs * len(learn.train_data) * learn.train_data.bs * cfg.sl * dist.world_size
     if dist.is_main:
         print(json.dumps({"tokens_per_s": tokens / seconds, "sync_share": synced[0] / seconds}), flush=True)
     dist.close()

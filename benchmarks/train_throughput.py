@@ -21,7 +21,7 @@ from looplm.callbacks import ARTAR
 from looplm.data import load_corpus
 from looplm.learner import Learner, default_adam, lm_cross_entropy, param_groups
 from looplm.models import build_model
-from looplm.reproduce.chapter12 import CHAPTER_RUNS
+from looplm.reproduce.chapter12 import CHAPTER_RECIPES
 from looplm.state import detach_state
 
 FASTAI_TOKENS_PER_S = {"lm4": 58_700, "lm7": 33_800}  # fastai 2.8.12, chapter code, same 2-core CPU
@@ -48,12 +48,12 @@ def bare_loop(model, batches, epochs: int, lr: float, wd: float, alpha: float, b
     return time.perf_counter() - start
 
 
-def learner_loop(model, train, valid, epochs: int, run) -> float:
-    learn = Learner(model, train, valid, wd=run.wd, log=None, progress=False)
-    cbs = [ARTAR(run.alpha, run.beta)] if run.alpha or run.beta else []
+def learner_loop(model, train, valid, epochs: int, recipe) -> float:
+    learn = Learner(model, train, valid, wd=recipe.wd, log=None, progress=False)
+    cbs = [ARTAR(recipe.alpha, recipe.beta)] if recipe.alpha or recipe.beta else []
     learn.validate = lambda data=None: (0.0, 0.0)  # time training only
     start = time.perf_counter()
-    learn.fit_one_cycle(epochs, run.lr, wd=run.wd, moms=run.moms, cbs=cbs)
+    learn.fit_one_cycle(epochs, recipe.lr, wd=recipe.wd, moms=recipe.moms, cbs=cbs)
     return time.perf_counter() - start
 
 
@@ -68,23 +68,23 @@ def main() -> None:
     corpus = load_corpus("human-numbers")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs, best of {args.repeats}")
     print(f"{'model':<6}{'tokens/epoch':>13}{'bare tok/s':>12}{'learner tok/s':>15}{'overhead':>10}{'vs fastai':>11}")
-    for run in CHAPTER_RUNS:
-        cfg = run.config(0, "cpu")
-        spec_layout = build_model(run.model, len(corpus.vocab)).layout
+    for recipe in CHAPTER_RECIPES:
+        cfg = recipe.config(0, "cpu")
+        spec_layout = build_model(recipe.model, len(corpus.vocab)).layout
         train, valid = corpus.batches(cfg.bs, cfg.sl, spec_layout, group=cfg.group)
         tokens = train.inputs.numel() * args.epochs
         bare, learned = [], []
         for _ in range(args.repeats):
             torch.manual_seed(0)
-            model = build_model(run.model, len(corpus.vocab), **cfg.model_config)
-            bare.append(bare_loop(model, train, args.epochs, run.lr, run.wd, run.alpha, run.beta))
+            model = build_model(recipe.model, len(corpus.vocab), **cfg.model_config)
+            bare.append(bare_loop(model, train, args.epochs, recipe.lr, recipe.wd, recipe.alpha, recipe.beta))
             torch.manual_seed(0)
-            model = build_model(run.model, len(corpus.vocab), **cfg.model_config)
-            learned.append(learner_loop(model, train, valid, args.epochs, run))
+            model = build_model(recipe.model, len(corpus.vocab), **cfg.model_config)
+            learned.append(learner_loop(model, train, valid, args.epochs, recipe))
         bare_tps, learner_tps = tokens / min(bare), tokens / min(learned)
-        fastai = FASTAI_TOKENS_PER_S.get(run.model)
+        fastai = FASTAI_TOKENS_PER_S.get(recipe.model)
         versus = f"{learner_tps / fastai:.2f}x" if fastai else ""
-        print(f"{run.model:<6}{train.inputs.numel():>13,}{bare_tps:>12,.0f}{learner_tps:>15,.0f}"
+        print(f"{recipe.model:<6}{train.inputs.numel():>13,}{bare_tps:>12,.0f}{learner_tps:>15,.0f}"
               f"{bare_tps / learner_tps - 1:>10.1%}{versus:>11}")
 
 

@@ -66,7 +66,7 @@ def test_state_is_reset_and_detached_and_schedule_applied(corpus):
     learn.fit_one_cycle(2, 1e-2, moms=(0.8, 0.7, 0.8), cbs=[spy])
     assert spy.events == ["train", "validate", "train", "validate"]
     assert spy.states == [None, None]  # each epoch starts from a zero state
-    n = len(learn.train) * 2
+    n = len(learn.train_data) * 2
     assert spy.lrs[0] == pytest.approx(1e-2 / 25)
     assert max(spy.lrs) == pytest.approx(1e-2, rel=1e-3)
     assert spy.betas[0] == pytest.approx(0.8) and min(spy.betas) == pytest.approx(0.7, abs=1e-3)

@@ -45,7 +45,7 @@ def data(tmp_path_factory):
 
 def updates_per_epoch(data) -> int:
     result = train(TrainConfig(data=str(data), epochs=1, **SMALL), log=None, progress=False)
-    return len(result.learner.train)
+    return len(result.learner.train_data)
 
 
 @settings(max_examples=8, deadline=None, derandomize=True)

@@ -5,22 +5,22 @@ import json
 import pytest
 
 from looplm.cli.main import main
-from looplm.reproduce.chapter12 import CHAPTER_RUNS, EXTRA_RUNS, select_runs
+from looplm.reproduce.chapter12 import CHAPTER_RECIPES, EXTRA_RECIPES, select_recipes
 
 LM6_FAMILY = "lm6,lm6-gru,lm6-scratch-gru,lm6-scratch-lstm"
 
 
 def test_extra_runs_follow_the_chapter_with_lm6s_settings():
-    runs = select_runs(extra=True)
+    runs = select_recipes(extra=True)
     extras = ["lm6-gru", "lm6-scratch-gru", "lm6-scratch-lstm"]
-    assert [r.model for r in runs] == [r.model for r in CHAPTER_RUNS] + extras
-    lm6 = next(r for r in CHAPTER_RUNS if r.model == "lm6")
-    for run in EXTRA_RUNS:
-        assert run.extra and run.book is None and run.fastai_cpu is None
-        assert (run.epochs, run.lr, run.sl, run.wd, run.moms) == (lm6.epochs, lm6.lr, lm6.sl, lm6.wd, lm6.moms)
-        assert run.config(0, "cpu").model_config == lm6.config(0, "cpu").model_config
-    assert select_runs() == CHAPTER_RUNS
-    assert [r.model for r in select_runs(True, ["lm6-scratch-gru", "lm6"])] == ["lm6", "lm6-scratch-gru"]
+    assert [r.model for r in runs] == [r.model for r in CHAPTER_RECIPES] + extras
+    lm6 = next(r for r in CHAPTER_RECIPES if r.model == "lm6")
+    for recipe in EXTRA_RECIPES:
+        assert recipe.extra and recipe.book is None and recipe.fastai_cpu is None
+        assert (recipe.epochs, recipe.lr, recipe.sl, recipe.wd, recipe.moms) == (lm6.epochs, lm6.lr, lm6.sl, lm6.wd, lm6.moms)
+        assert recipe.config(0, "cpu").model_config == lm6.config(0, "cpu").model_config
+    assert select_recipes() == CHAPTER_RECIPES
+    assert [r.model for r in select_recipes(True, ["lm6-scratch-gru", "lm6"])] == ["lm6", "lm6-scratch-gru"]
 
 
 def test_extra_writes_the_rows_beside_lmodel6(tmp_path, capsys):

@@ -39,7 +39,7 @@ def straight(tmp_path_factory):
 @pytest.mark.parametrize("stop_at", ["mid-epoch", "epoch-end"])
 def test_interrupted_and_resumed_equals_straight(tmp_path, straight, stop_at):
     straight_dir, straight_history = straight
-    per_epoch = len(train(TrainConfig(**{**CFG, "epochs": 1}), log=None, progress=False).learner.train)
+    per_epoch = len(train(TrainConfig(**{**CFG, "epochs": 1}), log=None, progress=False).learner.train_data)
     iteration = per_epoch + 7 if stop_at == "mid-epoch" else per_epoch
     with pytest.raises(TrainingInterrupted):
         train(TrainConfig(**CFG), out=tmp_path, log=None, progress=False, cbs=[CtrlCAt(iteration)])
@@ -90,7 +90,7 @@ def test_a_text_run_resumed_equals_straight(tmp_path, monkeypatch, capsys, layou
     cfg = dict(data=str(data), model="lstm", epochs=2, lr=1e-2, bs=4, sl=16, seed=3, data_options=options,
                model_config={"emb_sz": 8, "n_hidden": 16, "n_layers": 1})
     straight = train(TrainConfig(**cfg), out=tmp_path / "straight", log=None, progress=False)
-    per_epoch = len(straight.learner.train)
+    per_epoch = len(straight.learner.train_data)
     stop_at = 5 if layout == "file" else per_epoch + 5  # the middle of the first or the second epoch
     monkeypatch.setenv("LOOPLM_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"

@@ -122,8 +122,8 @@ def test_a_reshuffled_epoch_keeps_the_layout_and_the_ranks_rows(tmp_path, group,
     (shuffle,) = data_callbacks(c, 4, group, rank, world_size)
     shuffle.before_epoch(learn)
     expect = stream_batches(c.train_tokens(1), 4, 2, "every", rank, world_size, group)
-    assert learn.train.bs == 4 // world_size
-    assert torch.equal(learn.train.inputs, expect.inputs) and torch.equal(learn.train.targets, expect.targets)
+    assert learn.train_data.bs == 4 // world_size
+    assert torch.equal(learn.train_data.inputs, expect.inputs) and torch.equal(learn.train_data.targets, expect.targets)
 
 
 @pytest.mark.parametrize("make, match", [

@@ -37,7 +37,7 @@ def test_every_strategy_trains_on_a_uint16_text_stream(story, flags):
     cfg = TrainConfig(data=str(story), model="lstm", epochs=1, lr=1e-2, bs=4, sl=16, model_config=dict(
         emb_sz=8, n_hidden=32, n_layers=1), **flags)
     learn = train(cfg, log=None, progress=False).learner
-    assert learn.train.inputs.dtype == torch.uint16  # the memmap view, not an int64 copy
+    assert learn.train_data.inputs.dtype == torch.uint16  # the memmap view, not an int64 copy
     (row,) = learn.history
     assert math.isfinite(row.train_loss) and row.valid_loss < math.log(learn.model.config.vocab_sz)
 

@@ -88,7 +88,4 @@ class OneCycleScheduler(Callback):
         self.schedule = schedule
 
     def before_batch(self, learn: Any) -> None:
-        lr, mom = self.schedule.at(learn.train_iter / learn.total_iters)
-        for group in learn.opt.param_groups:
-            group["lr"] = lr
-            group["betas"] = (mom, group["betas"][1])
+        learn.hypers.set(*self.schedule.at(learn.train_iter / learn.total_iters))

@@ -14,8 +14,9 @@ from __future__ import annotations
 import inspect
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from looplm.distributed import Distributed
 from looplm.errors import LooplmError
 from looplm.finite import CHECK_EVERY, FiniteWatch, NonFiniteTraining, check_weights
 from looplm.schedule import OneCycle
-from looplm.state import State, map_state
+from looplm.state import State, detach_state, map_state
 from looplm.strategies import Chunks, Strategy
 
 
@@ -86,6 +87,30 @@ def param_groups(model: nn.Module, wd: float) -> list[dict]:
     return [{"params": decay, "weight_decay": wd}, {"params": plain, "weight_decay": 0.0}]
 
 
+class OptimizerHypers:
+    """The one writer of the optimiser's learning rate and beta1 (in every param group):
+    schedules set them before each update, a strategy may scale one step's rate."""
+
+    def __init__(self, opt: torch.optim.Optimizer):
+        self.opt = opt
+
+    def set(self, lr: float, mom: float | None = None) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+            if mom is not None:
+                group["betas"] = (mom, group["betas"][1])
+
+    @contextmanager
+    def scaled_lr(self, factor: float) -> Iterator[None]:
+        """Every group's learning rate times ``factor`` inside the block, then as it was."""
+        saved = [group["lr"] for group in self.opt.param_groups]
+        for group in self.opt.param_groups:
+            group["lr"] = group["lr"] * factor
+        yield
+        for group, lr in zip(self.opt.param_groups, saved):
+            group["lr"] = lr
+
+
 TABLE_HEADER = f"{'epoch':<7}{'train_loss':<12}{'valid_loss':<12}{'accuracy':<10}{'perplexity':<12}time"
 
 
@@ -97,13 +122,19 @@ def format_row(m: EpochMetrics) -> str:
 
 
 class Learner:
-    """Train ``model`` on stream batches. ``log`` receives the table's lines."""
+    """Train ``model`` on stream batches. ``log`` receives the table's lines.
+
+    One update, all here: ``begin_update`` (callbacks set the learning rate) -> :meth:`update`
+    (forward from the carried state, loss, callbacks' terms, backward, detach) -> gradients
+    averaged over the ranks -> ``before_step`` callbacks (clipping) -> optimiser step. The
+    strategy decides only how the stream is cut into updates (:class:`looplm.strategies.Trainee`
+    is all it sees of the learner)."""
 
     def __init__(
         self,
         model: nn.Module,
-        train: StreamBatches,
-        valid: StreamBatches,
+        train_data: StreamBatches,
+        valid_data: StreamBatches,
         *,
         wd: float = 0.01,
         cbs: Iterable[Callback] = (),
@@ -115,16 +146,17 @@ class Learner:
         dist: Distributed | None = None,
     ):
         layout = getattr(model, "layout", "every")
-        if train.layout != layout or valid.layout != layout:
-            raise LooplmError(f"the model reads {layout!r} batches, the data is laid out as {train.layout!r}")
+        if train_data.layout != layout or valid_data.layout != layout:
+            raise LooplmError(f"the model reads {layout!r} batches, the data is laid out as {train_data.layout!r}")
         self.device = torch.device(device)
         self.dist = Distributed(self.device) if dist is None else dist  # this process's place in the job
         self.model = model.to(self.device)
-        self.train, self.valid = train.to(self.device), valid.to(self.device)
+        self.train_data, self.valid_data = train_data.to(self.device), valid_data.to(self.device)
         self.wd, self.loss_fn, self.log, self.progress = wd, loss_fn, log, progress
         self.strategy = strategy or Chunks()
         self.cbs: list[Callback] = sorted([ResetState(), *cbs], key=lambda cb: cb.order)
         self.opt: torch.optim.Optimizer | None = None
+        self.hypers: OptimizerHypers | None = None
         self.state = None
         self.loss_grad: Tensor | None = None
         self.activations: tuple[Tensor, Tensor] | None = None
@@ -145,6 +177,50 @@ class Learner:
         for cb in self._handlers.get(name, ()):
             getattr(cb, name)(self)
 
+    # -- one update (the strategies' interface, looplm.strategies.Trainee) ----------
+    def begin_update(self) -> None:
+        self.event("before_batch")
+
+    def update(self, x: Tensor, y: Tensor) -> Tensor:
+        """Forward a chunk from the carried state, add the callbacks' terms, backward;
+        the chunk's mean loss (detached)."""
+        self.begin_update()
+        if self.needs_activations:
+            logits, state, self.activations = self.model(x, self.state, return_activations=True)
+        else:
+            logits, state = self.model(x, self.state)
+        loss = self.loss_fn(logits, y)
+        self.loss_grad = loss
+        self.event("after_loss")
+        self.loss_grad.backward()
+        self.state = detach_state(state)
+        return loss.detach()
+
+    def carry(self, state: State) -> None:
+        self.state = state
+
+    def scaled_lr(self, factor: float):
+        return self.hypers.scaled_lr(factor)
+
+    def stream_hooks(self):
+        """``forward``/``loss_fn`` for looplm.tbptt that keep AR/TAR when the callbacks use them:
+        their terms are means, so they are weighted by the positions counted."""
+        if not self.needs_activations:
+            return None, None
+
+        def forward(x, state):
+            logits, state, activations = self.model(x, state, return_activations=True)
+            return (logits, activations), state
+
+        def loss_fn(out, targets):
+            logits, self.activations = out
+            summed = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+            self.loss_grad = summed.new_zeros(())
+            self.event("after_loss")
+            return summed + self.loss_grad * targets.numel()
+
+        return forward, loss_fn
+
     # -- fitting ------------------------------------------------------------
     def fit(self, n_epochs: int, lr: float, wd: float | None = None, cbs: Iterable[Callback] = (),
             resume: TrainerSnapshot | None = None) -> list[EpochMetrics]:
@@ -157,7 +233,8 @@ class Learner:
         self.needs_activations = any(cb.needs_activations for cb in cbs)
         wd = self.wd if wd is None else wd
         self.opt = default_adam(param_groups(self.model, wd), lr, wd)
-        self.total_iters = sum(self.strategy.n_updates(self.train, e) for e in range(n_epochs))
+        self.hypers = OptimizerHypers(self.opt)
+        self.total_iters = sum(self.strategy.n_updates(self.train_data, e) for e in range(n_epochs))
         self.epoch = self.batch = self.train_iter = 0
         self._loss_sum = torch.zeros((), device=self.device)
         if resume is not None:
@@ -228,9 +305,9 @@ class Learner:
         if self.batch == 0:
             self._loss_sum = torch.zeros((), device=self.device)
             self.event("before_train")
-        n_updates = self.strategy.n_updates(self.train, self.epoch)
+        n_updates = self.strategy.n_updates(self.train_data, self.epoch)
         self.opt.zero_grad(set_to_none=True)
-        updates = self.strategy.updates(self, self.train, self.batch)
+        updates = self.strategy.updates(self, self.train_data, self.batch)
         self.finite.reset(self.batch)
         for loss in tqdm(updates, total=n_updates, initial=self.batch, desc=f"epoch {self.epoch}", leave=False,
                          disable=not self.progress, mininterval=0.5):
@@ -247,7 +324,7 @@ class Learner:
         self.activations = None
         if self.watch_finite:
             self.finite.check(self.epoch, self.dist)
-        loss_sum = self.dist.weighted_mean(self._loss_sum, self.train.bs)
+        loss_sum = self.dist.weighted_mean(self._loss_sum, self.train_data.bs)
         return (loss_sum / n_updates).item()
 
     # -- snapshots (for checkpoints) -------------------------------------------
@@ -260,7 +337,7 @@ class Learner:
             self.finite.check(self.epoch, self.dist)
             check_weights(self.model, self.epoch)
         state, rngs = self.dist.gather_state(self.state), self.dist.gather_rngs()
-        loss_sum = self.dist.weighted_mean(self._loss_sum, self.train.bs)
+        loss_sum = self.dist.weighted_mean(self._loss_sum, self.train_data.bs)
         return TrainerSnapshot(
             epoch=self.epoch, batch=self.batch, train_iter=self.train_iter,
             history=[m.as_dict() for m in self.history], loss_sum=loss_sum.item(),
@@ -279,7 +356,7 @@ class Learner:
     @torch.no_grad()
     def validate(self, data: StreamBatches | None = None) -> tuple[float, float]:
         """Mean cross-entropy and accuracy over every target of ``data`` (default: valid)."""
-        data = self.valid if data is None else data.to(self.device)
+        data = self.valid_data if data is None else data.to(self.device)
         self.model.eval()
         state = None
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)

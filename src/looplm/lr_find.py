@@ -31,8 +31,7 @@ class _Sweep(Callback):
     def before_batch(self, learn: Learner) -> None:
         lr = self.sweep.at(learn.train_iter / self.num_it)
         self.lrs.append(lr)
-        for group in learn.opt.param_groups:
-            group["lr"] = lr
+        learn.hypers.set(lr)
 
     def after_batch(self, learn: Learner) -> None:
         # One sync per batch is the point here: the sweep stops on the loss it sees.
@@ -53,7 +52,7 @@ def lr_find(learn: Learner, start_lr: float = 1e-7, end_lr: float = 10.0, num_it
     log, learn.log = learn.log, None
     watch, learn.watch_finite = learn.watch_finite, False  # the sweep stops on divergence itself
     try:
-        learn.fit(math.ceil(num_it / len(learn.train)), start_lr, cbs=[sweep])
+        learn.fit(math.ceil(num_it / len(learn.train_data)), start_lr, cbs=[sweep])
     finally:
         learn.log, learn.watch_finite = log, watch
         learn.model.load_state_dict(saved)

@@ -1,10 +1,10 @@
 """How an epoch's stream becomes updates: the learner's training strategies.
 
 A strategy turns the training stream (``StreamBatches``: rows of the stream,
-see :mod:`looplm.data.batching`) into a sequence of updates. It runs the
-forward and backward passes (calling the learner's ``before_batch`` and
-``after_loss`` events) and yields each update's mean loss once its gradients
-are in ``.grad``; the learner then steps the optimiser.
+see :mod:`looplm.data.batching`) into a sequence of updates. It cuts the stream
+and asks the learner, through the small :class:`Trainee` interface, for each
+update's forward and backward pass; it yields each update's mean loss once its
+gradients are in ``.grad``, and the learner then steps the optimiser.
 
 - :class:`Chunks`: one update per batch, the state detached between batches
   (the chapter's truncated BPTT, k1 = k2 = sl).
@@ -17,15 +17,37 @@ are in ``.grad``; the learner then steps the optimiser.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Callable, ContextManager, Iterator, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from looplm.data.batching import StreamBatches
 from looplm.errors import LooplmError
-from looplm.state import detach_state
-from looplm.tbptt import Schedule, burn_in, overlapping_chunks, summed_cross_entropy, truncated_bptt
+from looplm.state import State
+from looplm.tbptt import Schedule, burn_in, overlapping_chunks, truncated_bptt
+
+
+class Trainee(Protocol):
+    """What a strategy may use of the learner (:class:`looplm.learner.Learner` is one)."""
+
+    model: nn.Module
+    epoch: int
+
+    def update(self, x: Tensor, y: Tensor) -> Tensor:
+        """One update's forward and backward from the carried state; its mean loss."""
+
+    def begin_update(self) -> None:
+        """An update starts (the callbacks' ``before_batch``: e.g. its learning rate)."""
+
+    def carry(self, state: State) -> None:
+        """The state the next update starts from."""
+
+    def stream_hooks(self) -> tuple[Callable | None, Callable | None]:
+        """``forward``/``loss_fn`` for :mod:`looplm.tbptt`, or (None, None) for its own."""
+
+    def scaled_lr(self, factor: float) -> ContextManager[None]:
+        """The learning rate times ``factor`` for the step taken inside the block."""
 
 
 class Strategy:
@@ -37,23 +59,8 @@ class Strategy:
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         raise NotImplementedError
 
-    def updates(self, learn: Any, data: StreamBatches, start: int) -> Iterator[Tensor]:
+    def updates(self, learn: Trainee, data: StreamBatches, start: int) -> Iterator[Tensor]:
         raise NotImplementedError
-
-
-def _one_update(learn: Any, x: Tensor, y: Tensor) -> Tensor:
-    """Forward a chunk from the carried state, add the callbacks' terms, backward."""
-    learn.event("before_batch")
-    if learn.needs_activations:
-        logits, state, learn.activations = learn.model(x, learn.state, return_activations=True)
-    else:
-        logits, state = learn.model(x, learn.state)
-    loss = learn.loss_fn(logits, y)
-    learn.loss_grad = loss
-    learn.event("after_loss")
-    learn.loss_grad.backward()
-    learn.state = detach_state(state)
-    return loss.detach()
 
 
 class Chunks(Strategy):
@@ -62,9 +69,9 @@ class Chunks(Strategy):
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         return len(data)
 
-    def updates(self, learn: Any, data: StreamBatches, start: int) -> Iterator[Tensor]:
+    def updates(self, learn: Trainee, data: StreamBatches, start: int) -> Iterator[Tensor]:
         for k in range(start, len(data)):
-            yield _one_update(learn, *data.batch(k))
+            yield learn.update(*data.batch(k))
 
 
 @dataclass
@@ -90,7 +97,7 @@ class VariableChunks(Strategy):
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         return len(self.lengths(data, epoch))
 
-    def updates(self, learn: Any, data: StreamBatches, start: int) -> Iterator[Tensor]:
+    def updates(self, learn: Trainee, data: StreamBatches, start: int) -> Iterator[Tensor]:
         if data.layout != "every":
             raise LooplmError("variable sequence lengths need a model with a prediction at every step")
         lengths = self.lengths(data, learn.epoch)
@@ -99,13 +106,9 @@ class VariableChunks(Strategy):
             x = data.inputs[:, position : position + length].long()  # int64 per chunk, not per stream
             y = data.targets[:, position : position + length].long()
             position += length
-            loss = _one_update(learn, x, y)
-            saved = [group["lr"] for group in learn.opt.param_groups]
-            for group in learn.opt.param_groups:
-                group["lr"] = group["lr"] * length / data.sl
-            yield loss
-            for group, lr in zip(learn.opt.param_groups, saved):
-                group["lr"] = lr
+            loss = learn.update(x, y)
+            with learn.scaled_lr(length / data.sl):
+                yield loss
 
 
 class _StreamStrategy(Strategy):
@@ -113,42 +116,22 @@ class _StreamStrategy(Strategy):
 
     resumable_mid_epoch = False
 
-    def _generator(self, learn: Any, data: StreamBatches):
+    def _generator(self, learn: Trainee, data: StreamBatches):
         raise NotImplementedError
 
-    def updates(self, learn: Any, data: StreamBatches, start: int) -> Iterator[Tensor]:
+    def updates(self, learn: Trainee, data: StreamBatches, start: int) -> Iterator[Tensor]:
         if data.layout != "every":
             raise LooplmError("TBPTT strategies need a model with a prediction at every step")
         if start:
             raise LooplmError("this strategy cannot resume in the middle of an epoch")
         steps = self._generator(learn, data)
         while True:
-            learn.event("before_batch")
+            learn.begin_update()
             step = next(steps, None)
             if step is None:
                 return
-            learn.state = step.state
+            learn.carry(step.state)
             yield step.loss
-
-
-def _forward_and_loss(learn: Any):
-    """``forward``/``loss_fn`` for looplm.tbptt that keep AR/TAR when the learner uses them:
-    the callbacks' terms are means, so they are weighted by the positions counted."""
-    if not learn.needs_activations:
-        return None, None
-
-    def forward(x, state):
-        logits, state, activations = learn.model(x, state, return_activations=True)
-        return (logits, activations), state
-
-    def loss_fn(out, targets):
-        logits, learn.activations = out
-        summed = summed_cross_entropy(logits, targets)
-        learn.loss_grad = summed.new_zeros(())
-        learn.event("after_loss")
-        return summed + learn.loss_grad * targets.numel()
-
-    return forward, loss_fn
 
 
 @dataclass
@@ -162,8 +145,8 @@ class TBPTT(_StreamStrategy):
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         return Schedule(data.inputs.shape[1], self.k1, self.k2).n_updates
 
-    def _generator(self, learn: Any, data: StreamBatches):
-        forward, loss_fn = _forward_and_loss(learn)
+    def _generator(self, learn: Trainee, data: StreamBatches):
+        forward, loss_fn = learn.stream_hooks()
         return truncated_bptt(learn.model, data.inputs, data.targets, self.k1, self.k2, state=None,
                               loss_fn=loss_fn, mode=self.mode, forward=forward)
 
@@ -181,8 +164,8 @@ class Windows(_StreamStrategy):
         shared = self.burn or self.overlap
         return len(range(0, max(data.inputs.shape[1] - shared, 1), self.k - shared))
 
-    def _generator(self, learn: Any, data: StreamBatches):
-        forward, loss_fn = _forward_and_loss(learn)
+    def _generator(self, learn: Trainee, data: StreamBatches):
+        forward, loss_fn = learn.stream_hooks()
         if self.burn:
             return burn_in(learn.model, data.inputs, data.targets, self.k, self.burn, loss_fn, forward=forward)
         return overlapping_chunks(learn.model, data.inputs, data.targets, self.k, self.overlap, loss_fn,

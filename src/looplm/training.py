@@ -145,9 +145,9 @@ class ShuffleDocuments(Callback):
         self.corpus, self.bs, self.group, self.rank, self.world_size = corpus, bs, group, rank, world_size
 
     def before_epoch(self, learn) -> None:
-        old = learn.train
+        old = learn.train_data
         tokens = self.corpus.train_tokens(learn.epoch)
-        learn.train = stream_batches(tokens, self.bs, old.sl, old.layout, self.rank, self.world_size,
+        learn.train_data = stream_batches(tokens, self.bs, old.sl, old.layout, self.rank, self.world_size,
                                      self.group).to(learn.device)
 
 

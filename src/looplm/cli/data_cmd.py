@@ -18,15 +18,15 @@ def add_parser(sub) -> None:
     add_data_flags(describe, positional=True)
     describe.add_argument("--seed", type=SEED, default=0, help="seed of generated data")
     describe.add_argument("--json", action="store_true", help="print JSON")
-    describe.set_defaults(run=run_describe)
+    describe.set_defaults(handle=handle_describe)
     export = data_sub.add_parser("export", help="write the source's token stream as text")
     add_data_flags(export, positional=True)
     export.add_argument("--seed", type=SEED, default=0, help="seed of generated data")
     add_output_flags(export, required=True, help="text file to write")
-    export.set_defaults(run=run_export)
+    export.set_defaults(handle=handle_export)
 
 
-def run_describe(args) -> int:
+def handle_describe(args) -> int:
     options = data_options(args)
     info = describe_corpus(load_corpus(args.data, options), options)
     if args.json:
@@ -45,7 +45,7 @@ def run_describe(args) -> int:
     return 0
 
 
-def run_export(args) -> int:
+def handle_export(args) -> int:
     out = output(args, TEXT, data_inputs(args))
     corpus = load_corpus(args.data, data_options(args))
     streams = [corpus.tokens] if corpus.valid_tokens is None else [corpus.tokens, corpus.valid_tokens]

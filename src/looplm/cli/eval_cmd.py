@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
                    help=f"tokens each row reads before its first scored one (default {WARMUP}; 0: cold rows)")
     p.add_argument("--players", help="borborzan: the players who wrote --file (default: the run's)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=run)
+    p.set_defaults(handle=handle)
 
 
 def run_tokenizer(rundir: str, vocab: Vocab, data: str | None = None) -> Tokenizer:
@@ -123,7 +123,7 @@ def evaluate(args) -> dict:
     return out
 
 
-def run(args) -> int:
+def handle(args) -> int:
     r = evaluate(args)
     if args.json:
         print(json.dumps(r, indent=2))

@@ -26,10 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=SEED, default=None, help="repeat a draw (default: a new one each time)")
     p.add_argument("--show-prompt", action="store_true", help="print the prompt before the continuation")
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to run the model (default: auto)")
-    p.set_defaults(run=run)
+    p.set_defaults(handle=handle)
 
 
-def run(args) -> int:
+def handle(args) -> int:
     loaded = load_run(args.rundir, device=str(resolve_device(args.device)))
     tok = load_tokenizer(args.rundir, loaded.vocab)
     text = generate(loaded.model, tok, args.prompt, args.n, args.temperature, args.top_k, args.top_p, args.seed)

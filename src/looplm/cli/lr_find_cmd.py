@@ -28,10 +28,10 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
     add_output_flags(p, default="lr_find.png", help="PNG of loss against learning rate")
     add_device_flag(p)
-    p.set_defaults(run=run)
+    p.set_defaults(handle=handle)
 
 
-def run(args) -> int:
+def handle(args) -> int:
     spec = model_spec(args.model)
     cfg = TrainConfig(data=args.data, model=args.model, bs=args.bs, sl=args.sl, wd=args.wd, seed=args.seed,
                       device=args.device, data_options=data_options(args),

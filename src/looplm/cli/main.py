@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc relaunches itself with them
     try:
-        return args.run(args) or 0
+        return args.handle(args) or 0
     except LooplmError as err:
         print(f"looplm: error: {rank_prefix()}{err}", file=sys.stderr)
         return 2

@@ -26,10 +26,10 @@ def add_parser(sub) -> None:
                    help=f"a game with no kill after this many pairs is a draw (default {MAX_PAIRS})")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--json", action="store_true", help="with --vs: print JSON")
-    p.set_defaults(run=run)
+    p.set_defaults(handle=handle)
 
 
-def run(args) -> int:
+def handle(args) -> int:
     loaded = load_run(args.rundir)
     ai = AI(ModelForecaster(loaded.model, loaded.vocab.itos))
     if args.vs is None:

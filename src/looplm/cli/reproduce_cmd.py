@@ -22,10 +22,10 @@ def add_parser(sub) -> None:
     add_output_flags(p, default="runs/chapter12", help="directory for REPORT.md and its figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flag(p)
-    p.set_defaults(run=run)
+    p.set_defaults(handle=handle)
 
 
-def run(args) -> int:
+def handle(args) -> int:
     out = output(args, REPORT)
     seeds = args.seeds or [args.seed]
     result = reproduce_chapter12(seeds, device=args.device, progress=not args.quiet, extra=args.extra,

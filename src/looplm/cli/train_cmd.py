@@ -59,10 +59,10 @@ def add_parser(sub) -> None:
                    help="train with N processes on this machine (runs torchrun; --bs is split between them)")
     d.add_argument("--dist-timeout", type=real(above=0, max=MAX_SECONDS), default=60.0, metavar="S",
                    help="seconds a rank waits for the others to join the job (default: 60)")
-    p.set_defaults(run=run)
+    p.set_defaults(handle=handle)
 
 
-def run(args) -> int:
+def handle(args) -> int:
     if args.resume and args.out:
         raise LooplmError("--resume continues a run in its own directory: drop --out (or drop --resume)")
     if not args.resume and not args.out:

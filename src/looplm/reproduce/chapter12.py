@@ -7,7 +7,7 @@ LModel7 trained as ``TextLearner`` does (AR alpha=2, TAR beta=1, beta1 cycled
 
 ``extra=True`` adds the chapter's exercise "compare with PyTorch's GRU": LModel6's
 setup with ``torch.nn.GRU``, ``looplm.nn.GRU`` and ``looplm.nn.LSTM`` in place of its
-LSTM (:data:`EXTRA_RUNS`), and checks that each from-scratch model starts from the
+LSTM (:data:`EXTRA_RECIPES`), and checks that each from-scratch model starts from the
 same weights as its built-in twin (:data:`TWINS`).
 """
 
@@ -31,7 +31,7 @@ MODEL_CONFIG = {"n_hidden": 64, "n_layers": 2, "p": 0.4}
 
 
 @dataclass(frozen=True)
-class ChapterRun:
+class ChapterRecipe:
     model: str
     title: str
     epochs: int
@@ -54,18 +54,18 @@ class ChapterRun:
         )
 
 
-CHAPTER_RUNS: tuple[ChapterRun, ...] = (
-    ChapterRun("lm1", "LMModel1", 4, 1e-3, 3, 0.494, 0.467, group=False),
-    ChapterRun("lm2", "LMModel2", 4, 1e-3, 3, 0.470, 0.467, group=False),
-    ChapterRun("lm3", "LMModel3", 10, 3e-3, 3, 0.589, 0.577),
-    ChapterRun("lm4", "LMModel4", 15, 3e-3, 16, 0.640, 0.635),
-    ChapterRun("lm5", "LMModel5", 15, 3e-3, 16, 0.488, 0.530),
-    ChapterRun("lm6", "LModel6", 15, 1e-2, 16, 0.758, 0.693),
-    ChapterRun("lm7", "LModel7", 15, 1e-2, 16, 0.869, 0.873, wd=0.1, moms=(0.8, 0.7, 0.8), alpha=2.0, beta=1.0),
+CHAPTER_RECIPES: tuple[ChapterRecipe, ...] = (
+    ChapterRecipe("lm1", "LMModel1", 4, 1e-3, 3, 0.494, 0.467, group=False),
+    ChapterRecipe("lm2", "LMModel2", 4, 1e-3, 3, 0.470, 0.467, group=False),
+    ChapterRecipe("lm3", "LMModel3", 10, 3e-3, 3, 0.589, 0.577),
+    ChapterRecipe("lm4", "LMModel4", 15, 3e-3, 16, 0.640, 0.635),
+    ChapterRecipe("lm5", "LMModel5", 15, 3e-3, 16, 0.488, 0.530),
+    ChapterRecipe("lm6", "LModel6", 15, 1e-2, 16, 0.758, 0.693),
+    ChapterRecipe("lm7", "LModel7", 15, 1e-2, 16, 0.869, 0.873, wd=0.1, moms=(0.8, 0.7, 0.8), alpha=2.0, beta=1.0),
 )
 
-_LM6 = next(run for run in CHAPTER_RUNS if run.model == "lm6")
-EXTRA_RUNS: tuple[ChapterRun, ...] = tuple(
+_LM6 = next(recipe for recipe in CHAPTER_RECIPES if recipe.model == "lm6")
+EXTRA_RECIPES: tuple[ChapterRecipe, ...] = tuple(
     replace(_LM6, model=name, title=model_spec(name).title, book=None, fastai_cpu=None, extra=True)
     for name in ("lm6-gru", "lm6-scratch-gru", "lm6-scratch-lstm")
 )
@@ -73,19 +73,19 @@ EXTRA_RUNS: tuple[ChapterRun, ...] = tuple(
 TWINS: tuple[tuple[str, str], ...] = (("lm6-scratch-gru", "lm6-gru"), ("lm6-scratch-lstm", "lm6"))
 
 
-def select_runs(extra: bool = False, only: list[str] | None = None) -> tuple[ChapterRun, ...]:
+def select_recipes(extra: bool = False, only: list[str] | None = None) -> tuple[ChapterRecipe, ...]:
     """The chapter's runs, then the extra ones if asked; ``only`` keeps those named (in run order)."""
-    runs = CHAPTER_RUNS + (EXTRA_RUNS if extra else ())
+    runs = CHAPTER_RECIPES + (EXTRA_RECIPES if extra else ())
     if only is None:
         return runs
-    names = [run.model for run in runs]
+    names = [recipe.model for recipe in runs]
     if not only:
         raise LooplmError(f"--only names no run: choose from {', '.join(names)}")
     for name in only:
         if name not in names:
-            hint = " (an extra run: add --extra)" if name in {run.model for run in EXTRA_RUNS} else ""
+            hint = " (an extra run: add --extra)" if name in {recipe.model for recipe in EXTRA_RECIPES} else ""
             raise LooplmError(f"unknown run {name!r} for --only{hint}: choose from {', '.join(names)}")
-    return tuple(run for run in runs if run.model in only)
+    return tuple(recipe for recipe in runs if recipe.model in only)
 
 
 def same_initial_weights(scratch: str, builtin: str, vocab_sz: int, seed: int) -> bool:
@@ -99,7 +99,7 @@ def same_initial_weights(scratch: str, builtin: str, vocab_sz: int, seed: int) -
 
 @dataclass
 class ModelResult:
-    run: ChapterRun
+    recipe: ChapterRecipe
     curves: dict[int, list[float]] = field(default_factory=dict)  # seed -> valid accuracy per epoch
     seconds: dict[int, float] = field(default_factory=dict)
     errors: dict | None = None  # error analysis of the first seed
@@ -130,14 +130,14 @@ def reproduce_chapter12(
     extra: bool = False, only: list[str] | None = None, epochs: int | None = None,
 ) -> Chapter12Result:
     """Train each selected run once per seed; ``epochs`` cuts every run short for a quick look."""
-    runs = select_runs(extra, only)
+    runs = select_recipes(extra, only)
     if epochs is not None:
-        runs = tuple(replace(run, epochs=epochs) for run in runs)
-    for run in runs:
-        run.config(seeds[0], device).validate()  # fail before training, not after
+        runs = tuple(replace(recipe, epochs=epochs) for recipe in runs)
+    for recipe in runs:
+        recipe.config(seeds[0], device).validate()  # fail before training, not after
     corpus = load_corpus("human-numbers")
-    results = [ModelResult(run) for run in runs]
-    trained_names = {run.model for run in runs}
+    results = [ModelResult(recipe) for recipe in runs]
+    trained_names = {recipe.model for recipe in runs}
     same_init = {twin: same_initial_weights(*twin, len(corpus.vocab), seeds[0])
                  for twin in TWINS if set(twin) <= trained_names}
     seconds_per_seed: dict[int, float] = {}
@@ -145,13 +145,13 @@ def reproduce_chapter12(
         seed_start = time.perf_counter()
         for result in results:
             start = time.perf_counter()
-            trained = train(result.run.config(seed, device), corpus=corpus, log=None, progress=progress)
+            trained = train(result.recipe.config(seed, device), corpus=corpus, log=None, progress=progress)
             result.seconds[seed] = time.perf_counter() - start
             result.curves[seed] = [m.accuracy for m in trained.learner.history]
             if result.errors is None:
-                preds = predict_stream(trained.learner.model, trained.learner.valid)
+                preds = predict_stream(trained.learner.model, trained.learner.valid_data)
                 result.errors = error_analysis(preds, corpus.vocab)
-            log(f"seed {seed}  {result.run.title:<20} final {result.curves[seed][-1]:.4f}  "
+            log(f"seed {seed}  {result.recipe.title:<20} final {result.curves[seed][-1]:.4f}  "
                 f"best {max(result.curves[seed]):.4f}  {result.seconds[seed]:5.1f} s")
         seconds_per_seed[seed] = time.perf_counter() - seed_start
         log(f"seed {seed}: all {len(results)} in {seconds_per_seed[seed]:.1f} s")

@@ -31,14 +31,14 @@ def _results_table(res: Chapter12Result) -> list[str]:
     ]
     for m in res.models:
         final, _ = ModelResult.mean_std(m.finals())
-        per_epoch = statistics.fmean(m.seconds.values()) / m.run.epochs
-        if m.run.fastai_cpu is None:  # an extra run: nothing published to compare with
+        per_epoch = statistics.fmean(m.seconds.values()) / m.recipe.epochs
+        if m.recipe.fastai_cpu is None:  # an extra run: nothing published to compare with
             book = fastai = need = met = "—"
         else:
-            book, fastai, need = f"{m.run.book:.3f}", f"{m.run.fastai_cpu:.3f}", f"{m.run.fastai_cpu - 0.03:.3f}"
-            met = "—" if res.epochs is not None else "yes" if final >= m.run.fastai_cpu - 0.03 else "**no**"
+            book, fastai, need = f"{m.recipe.book:.3f}", f"{m.recipe.fastai_cpu:.3f}", f"{m.recipe.fastai_cpu - 0.03:.3f}"
+            met = "—" if res.epochs is not None else "yes" if final >= m.recipe.fastai_cpu - 0.03 else "**no**"
         lines.append(
-            f"| {m.run.title} (`{m.run.model}`) | {book} | {fastai} | {_pm(m.finals())} "
+            f"| {m.recipe.title} (`{m.recipe.model}`) | {book} | {fastai} | {_pm(m.finals())} "
             f"| {_pm(m.bests())} | {need} | {met} | {per_epoch:.2f} |"
         )
     return lines
@@ -49,8 +49,8 @@ def _timing(res: Chapter12Result) -> str:
     def per_seed(models: list[ModelResult]) -> str:
         return ", ".join(f"seed {s}: {sum(m.seconds[s] for m in models):.1f} s" for s in res.seeds)
 
-    chapter = [m for m in res.models if not m.run.extra]
-    extra = [m for m in res.models if m.run.extra]
+    chapter = [m for m in res.models if not m.recipe.extra]
+    extra = [m for m in res.models if m.recipe.extra]
     text = (f"Training time of the chapter's {len(chapter)} models: {per_seed(chapter)} "
             f"(fastai, all seven on the same kind of CPU: {FASTAI_SECONDS} s per seed).") if chapter else ""
     if extra:
@@ -72,7 +72,7 @@ def _mean_seconds(m: ModelResult) -> float:
 
 def _compare_section(res: Chapter12Result) -> list[str]:
     """The chapter's exercise: the GRU beside LModel6's LSTM, from scratch beside PyTorch's."""
-    by_name = {m.run.model: m for m in res.models}
+    by_name = {m.recipe.model: m for m in res.models}
     lines = ["## Compare with PyTorch's GRU (the chapter's exercise)", "",
              "LModel6's setup (same epochs, lr, bs, sl, wd) with its recurrent layer swapped. Final valid accuracy",
              "and seconds per run are means over seeds.", ""]
@@ -80,7 +80,7 @@ def _compare_section(res: Chapter12Result) -> list[str]:
         if scratch not in by_name or builtin not in by_name:
             continue
         a, b = by_name[scratch], by_name[builtin]
-        gaps = [max(abs(a.curves[s][e] - b.curves[s][e]) for s in a.curves) for e in range(a.run.epochs)]
+        gaps = [max(abs(a.curves[s][e] - b.curves[s][e]) for s in a.curves) for e in range(a.recipe.epochs)]
         if res.same_init[(scratch, builtin)]:
             start = ("start from the same weights under one seed (every tensor equal: the from-scratch layer "
                      "registers the same parameters in the same order and draws them as PyTorch does) and compute "
@@ -96,7 +96,7 @@ def _compare_section(res: Chapter12Result) -> list[str]:
                       f"apart (largest gap {max(gaps):.4f})")
             if res.same_init[(scratch, builtin)] and agree:
                 curves += ": this setup amplifies rounding-sized differences as it trains"
-        lines += [f"- **{a.run.title}** against **{b.run.title}**: the two {start}. Final accuracy "
+        lines += [f"- **{a.recipe.title}** against **{b.recipe.title}**: the two {start}. Final accuracy "
                   f"{_mean_final(a):.4f} against {_mean_final(b):.4f}; over every seed, {curves}. Time "
                   f"{_mean_seconds(a):.1f} s against {_mean_seconds(b):.1f} s per run "
                   f"({_mean_seconds(a) / _mean_seconds(b):.2f}×)."]
@@ -123,12 +123,12 @@ def _errors_section(res: Chapter12Result) -> list[str]:
     for m in res.models:
         e = m.errors
         lines.append(
-            f"| {m.run.title} | {e['n_targets']:,} | {e['n_errors']:,} | {e['accuracy_after_boundary']:.3f} "
+            f"| {m.recipe.title} | {e['n_targets']:,} | {e['n_errors']:,} | {e['accuracy_after_boundary']:.3f} "
             f"| {e['accuracy_elsewhere']:.3f} | {e['error_share_after_boundary']:.1%} |"
         )
     for m in res.models:
         e = m.errors
-        lines += ["", f"### {m.run.title}", "", "Most frequent mistakes:", "",
+        lines += ["", f"### {m.recipe.title}", "", "Most frequent mistakes:", "",
                   "| context | target | predicted | count |", "|---|---|---|---|"]
         lines += [f"| `{t['context']}` | {t['target']} | {t['predicted']} | {t['count']} |" for t in e["top_mistakes"][:6]]
         worst = sorted(e["per_token"].items(), key=lambda kv: kv[1]["accuracy"])[:6]
@@ -139,13 +139,13 @@ def _errors_section(res: Chapter12Result) -> list[str]:
 def write_report(res: Chapter12Result, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    curves = {m.run.title: [statistics.fmean(c[e] for c in m.curves.values()) for e in range(m.run.epochs)]
+    curves = {m.recipe.title: [statistics.fmean(c[e] for c in m.curves.values()) for e in range(m.recipe.epochs)]
               for m in res.models}
     plot_accuracy_by_model(curves, out / "accuracy.png", res.baseline)
     seeds = ", ".join(map(str, res.seeds))
     cut = ([f"Every model trained {_epochs(res.epochs)} instead of the chapter's: a quick look, not comparable with "
             "the book or fastai.", ""] if res.epochs is not None else [])
-    extra = any(m.run.extra for m in res.models)
+    extra = any(m.recipe.extra for m in res.models)
     lines = [
         "# Chapter 12 reproduced: A Language Model from Scratch",
         "",
@@ -175,7 +175,7 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
         "epochs": res.epochs,
         "same_init": [{"scratch": a, "builtin": b, "equal": equal} for (a, b), equal in res.same_init.items()],
         "models": {
-            m.run.model: {"title": m.run.title, "book": m.run.book, "fastai_cpu": m.run.fastai_cpu,
+            m.recipe.model: {"title": m.recipe.title, "book": m.recipe.book, "fastai_cpu": m.recipe.fastai_cpu,
                           "curves": m.curves, "seconds": m.seconds, "errors": m.errors}
             for m in res.models
         },

@@ -14,7 +14,7 @@ class StopAfterFirstEpoch(Callback):
         raise KeyboardInterrupt
 
 def make(name, cfg):
-    done = train(cfg, out=out / f"{name}-done", log=None, progress=False)
+    train(cfg, out=out / f"{name}-done", log=None, progress=False)
     full = TrainConfig(**{**cfg.__dict__, "epochs": 2})
     ref = train(full, out=None, log=None, progress=False)
     try:
