@@ -30,7 +30,7 @@ def test_train_writes_a_run_directory_that_reloads(tmp_path, capsys):
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 2 and float(rows[-1]["accuracy"]) > 0.3  # well above the 0.15 baseline
     run = load_run(out)
-    assert run.config["model"] == "lm7" and run.model.config.n_hidden == 32
+    assert run.config.model == "lm7" and run.model.config.n_hidden == 32
     assert not any(name.endswith(".tmp") for name in os.listdir(out))
 
 

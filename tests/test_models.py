@@ -91,10 +91,17 @@ def test_lm1_needs_three_tokens():
         build_model("lm1", VOCAB)(_x(2, 4))
 
 
-@pytest.mark.parametrize("overrides", [dict(n_layers=0), dict(p=1.0), dict(n_hidden=0)])
-def test_bad_config(overrides):
-    with pytest.raises(LooplmError):
-        build_model("lm6", VOCAB, **overrides)
+@pytest.mark.parametrize("name, overrides, message", [
+    ("lm6", dict(n_layers=0), "n_layers must be at least 1"),
+    ("lm7", dict(p=1.0), r"p must be in \[0, 1\)"),
+    ("lm6", dict(n_hidden=0), "n_hidden and n_layers must be at least 1"),
+    ("lm4", dict(n_hidden=0), "n_hidden must be at least 1"),
+    ("lm4", dict(n_layers=2), "model lm4 has no setting 'n_layers'"),
+    ("lm6", dict(p=0.1), "model lm6 has no setting 'p'"),
+])
+def test_bad_config(name, overrides, message):
+    with pytest.raises(LooplmError, match=message):
+        build_model(name, VOCAB, **overrides)
 
 
 def test_unknown_model():

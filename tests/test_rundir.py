@@ -7,13 +7,15 @@ from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
 from looplm.models import build_model
 from looplm.rundir import load_run, save_run
+from looplm.runconfig import config_to_dict
+from looplm.training import TrainConfig
 
 
 @pytest.fixture
 def run_dir(tmp_path):
     vocab = Vocab.from_tokens("a b c d".split())
     model = build_model("lm7", len(vocab), n_hidden=8)
-    config = {"model": "lm7", "model_config": {"vocab_sz": 4, "n_hidden": 8, "n_layers": 2, "p": 0.4, "fast": True}}
+    config = config_to_dict(TrainConfig(model="lm7", model_config={"n_hidden": 8}), model.config)
     save_run(tmp_path, model, vocab, config, [{"epoch": 0, "accuracy": 0.5}])
     return tmp_path, model
 
@@ -50,14 +52,14 @@ def test_vocab_of_another_run(run_dir):
 def test_config_that_is_not_json(run_dir):
     path, _ = run_dir
     (path / "config.json").write_text("{not json")
-    with pytest.raises(LooplmError, match="not a looplm run config"):
+    with pytest.raises(LooplmError, match="config.json is damaged"):
         load_run(path)
 
 
 def test_weights_of_another_shape(run_dir):
     path, _ = run_dir
     config = json.loads((path / "config.json").read_text())
-    config["model_config"]["n_hidden"] = 16
+    config["model"]["n_hidden"] = 16
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(LooplmError):
+    with pytest.raises(LooplmError, match=r"does not fit model lm7 .* 16"):
         load_run(path)

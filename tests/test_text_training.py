@@ -12,6 +12,7 @@ from looplm.data.batching import stream_batches
 from looplm.data.sources import DataOptions, load_corpus
 from looplm.evaluate import predict_stream, score_stream
 from looplm.models.registry import MODELS, build_model
+from looplm.runconfig import ChunksSpec, TBPTTSpec, VariableSpec, WindowsSpec
 from looplm.tbptt import burn_in, overlapping_chunks, truncated_bptt
 from looplm.training import TrainConfig, build_learner, train
 
@@ -25,17 +26,17 @@ def story(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("flags", [
-    dict(k1=4, k2=8),
-    dict(k1=4, k2=8, tbptt_mode="recompute"),
-    dict(overlap=4),
-    dict(burn_in=4),
-    dict(variable_sl=True),
-    dict(),
+@pytest.mark.parametrize("strategy", [
+    TBPTTSpec(k1=4, k2=8),
+    TBPTTSpec(k1=4, k2=8, mode="recompute"),
+    WindowsSpec(overlap=4),
+    WindowsSpec(burn_in=4),
+    VariableSpec(),
+    ChunksSpec(),
 ], ids=["k1=4,k2=8", "recompute", "overlap", "burn-in", "variable-sl", "chunks"])
-def test_every_strategy_trains_on_a_uint16_text_stream(story, flags):
+def test_every_strategy_trains_on_a_uint16_text_stream(story, strategy):
     cfg = TrainConfig(data=str(story), model="lstm", epochs=1, lr=1e-2, bs=4, sl=16, model_config=dict(
-        emb_sz=8, n_hidden=32, n_layers=1), **flags)
+        emb_sz=8, n_hidden=32, n_layers=1), strategy=strategy)
     learn = train(cfg, log=None, progress=False).learner
     assert learn.train_data.inputs.dtype == torch.uint16  # the memmap view, not an int64 copy
     (row,) = learn.history

@@ -1,7 +1,6 @@
 """`looplm train` with the training strategies of the TBPTT issue and the model-size flags."""
 
 import csv
-import json
 
 import pytest
 
@@ -9,7 +8,8 @@ from looplm.cli.main import main
 from looplm.models.awd_lstm import AWD_LSTM_PRESETS
 from looplm.rundir import load_run
 from looplm.strategies import TBPTT, Chunks, VariableChunks, Windows
-from looplm.training import TrainConfig, config_from_run
+from looplm.runconfig import TBPTTSpec, WindowsSpec, load_config
+from looplm.training import TrainConfig, strategy_for
 
 SMALL = ["--model", "lm6", "--set", "n_hidden=32", "--set", "n_layers=1", "--bs", "32", "--sl", "16",
          "--lr", "1e-2", "--seed", "0", "--quiet"]
@@ -33,19 +33,19 @@ def test_every_strategy_trains_human_numbers_above_the_baseline(tmp_path, flags,
     # 0.15 is the most-common-token baseline; two small epochs of any strategy must beat it well
     assert final_accuracy(out) > 0.3
     # the run directory records the strategy, so a resumed run trains the same way
-    saved = config_from_run(json.loads((out / "config.json").read_text()))
-    assert isinstance(saved.strategy(), kind)
+    saved = load_config(out).train
+    assert isinstance(strategy_for(saved), kind)
     for flag, key in (("--k1", "k1"), ("--k2", "k2"), ("--overlap", "overlap"), ("--burn-in", "burn_in")):
         if flag in flags:
-            assert getattr(saved, key) == int(flags[flags.index(flag) + 1])
+            assert getattr(saved.strategy, key) == int(flags[flags.index(flag) + 1])
 
 
 def test_the_strategy_follows_the_settings():
-    assert TrainConfig(sl=16, k1=4).strategy() == TBPTT(4, 16, "stored")
-    assert TrainConfig(sl=16, k2=32, tbptt_mode="recompute").strategy() == TBPTT(16, 32, "recompute")
-    assert TrainConfig(sl=16, overlap=4).strategy() == Windows(16, overlap=4)
-    assert TrainConfig(sl=16, burn_in=6).strategy() == Windows(16, burn=6)
-    assert isinstance(TrainConfig(sl=16).strategy(), Chunks)
+    assert strategy_for(TrainConfig(sl=16, strategy=TBPTTSpec(k1=4))) == TBPTT(4, 16, "stored")
+    assert strategy_for(TrainConfig(sl=16, strategy=TBPTTSpec(k2=32, mode="recompute"))) == TBPTT(16, 32, "recompute")
+    assert strategy_for(TrainConfig(sl=16, strategy=WindowsSpec(overlap=4))) == Windows(16, overlap=4)
+    assert strategy_for(TrainConfig(sl=16, strategy=WindowsSpec(burn_in=6))) == Windows(16, burn=6)
+    assert isinstance(strategy_for(TrainConfig(sl=16)), Chunks)
 
 
 BAD = [

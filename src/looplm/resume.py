@@ -4,7 +4,7 @@
 with one line saying why, before anything in RUNDIR is written. :func:`open_resume` checks,
 in order:
 
-    config.json           looplm training settings (the caller has parsed the JSON)
+    config.json           looplm training settings (read by :func:`looplm.runconfig.load_config`)
     checkpoint-N/         (the newest) trainer.json, model.safetensors, trainer.safetensors all there
     vocab.json            readable, and as long as config.json's vocab_sz
     tokenizer.json        (text runs) readable and agreeing with vocab.json; the data is
@@ -20,9 +20,8 @@ compared with vocab.json.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from looplm.checkpoint import latest_checkpoint
 from looplm.data.corpus import Corpus
@@ -31,17 +30,18 @@ from looplm.data.tokenize import load_tokenizer
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
 from looplm.distributed import DistOptions
-from looplm.rundir import CONFIG, VOCAB
-from looplm.training import TrainConfig, TrainResult, config_from_run, train
+from looplm.rundir import VOCAB
+from looplm.runconfig import RunConfig, TrainConfig, load_config
+from looplm.training import TrainResult, train
 
 CHECKPOINT_FILES = ("trainer.json", "model.safetensors", "trainer.safetensors")
 
 
-def open_resume(run_dir: str | Path, config: dict[str, Any]) -> tuple[TrainConfig, Corpus]:
+def open_resume(run_dir: str | Path, config: RunConfig) -> tuple[TrainConfig, Corpus]:
     """The settings and the corpus to resume the run in ``run_dir`` with (``config``: its
-    parsed config.json); a :class:`LooplmError` naming the problem when it cannot resume."""
+    config.json); a :class:`LooplmError` naming the problem when it cannot resume."""
     run_dir = Path(run_dir)
-    cfg = config_from_run(config)
+    cfg = config.train
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise LooplmError(f"{run_dir} has no checkpoint to resume from (one is written after every epoch "
@@ -53,7 +53,7 @@ def open_resume(run_dir: str | Path, config: dict[str, Any]) -> tuple[TrainConfi
     if not (run_dir / VOCAB).is_file():
         raise LooplmError(f"the run directory {run_dir} has no {VOCAB}: resume is not possible, retrain")
     vocab = Vocab.load(run_dir / VOCAB)
-    vocab_sz = config.get("model_config", {}).get("vocab_sz", len(vocab))
+    vocab_sz = config.model_config.vocab_sz
     if vocab_sz != len(vocab):
         raise LooplmError(f"{run_dir}: config.json describes a vocab of {vocab_sz} tokens but {VOCAB} has "
                           f"{len(vocab)}: the run directory mixes files of different runs")
@@ -72,13 +72,7 @@ def resume_training(run_dir: str | Path, log: Callable[[str], None] | None = pri
                     dist_options: DistOptions | None = None) -> TrainResult:
     """Continue the run in ``run_dir`` from its last checkpoint, with its own settings
     (every rank of a data-parallel job reads them: ``run_dir`` must be visible to all)."""
-    path = Path(run_dir) / CONFIG
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LooplmError(f"{run_dir} is not a run directory (no {CONFIG}): nothing to resume") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LooplmError(f"{path} is damaged ({err}): resume is not possible, retrain") from None
+    config = load_config(run_dir, missing="nothing to resume", damaged="resume is not possible, retrain")
     cfg, corpus = open_resume(run_dir, config)
     return train(cfg, out=run_dir, corpus=corpus, log=log, progress=progress, resume=True,
                  dist_options=dist_options)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,16 @@ from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
 from looplm.finite import all_finite
 from looplm.models.registry import model_spec
+from looplm.runconfig import CONFIG, RunConfig, load_config, write_config
 
-CONFIG, VOCAB, WEIGHTS, METRICS, CURVES = "config.json", "vocab.json", "model.safetensors", "metrics.csv", "curves.png"
+VOCAB, WEIGHTS, METRICS, CURVES = "vocab.json", "model.safetensors", "metrics.csv", "curves.png"
 
 
 def save_run(out: str | Path, model: nn.Module | None, vocab: Vocab, config: dict[str, Any], history: list[dict]) -> None:
     """Write config and vocab, and the weights and metrics when given (into ``out``, a
     folder a :class:`looplm.outputs.Output` has checked and created)."""
     out = Path(out)
-    atomic_write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
+    write_config(out, config)
     vocab.save(out / VOCAB)
     if model is not None:
         atomic_write(out / WEIGHTS, lambda tmp: save_model(model, str(tmp), metadata={"format": "pt"}))
@@ -71,9 +71,11 @@ def weights_mismatch(model: nn.Module, path: str | Path, vocab_sz: int | None = 
 
 @dataclass
 class LoadedRun:
+    """A run directory read back: its trained model, its vocab, its settings."""
+
     model: nn.Module
     vocab: Vocab
-    config: dict[str, Any]
+    config: RunConfig
 
 
 def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
@@ -82,19 +84,15 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
     for name in (CONFIG, VOCAB, WEIGHTS):
         if not (path / name).is_file():
             raise LooplmError(f"the run directory {path} has no {name}: point --run at a directory written by looplm train")
-    try:
-        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-        name, model_config = config["model"], config["model_config"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise LooplmError(f"{path / CONFIG} is not a looplm run config ({err}): retrain or restore it") from None
+    config = load_config(path)
+    name = config.model
     vocab = Vocab.load(path / VOCAB)
-    spec = model_spec(name)
-    if model_config.get("vocab_sz") != len(vocab):
+    if config.model_config.vocab_sz != len(vocab):
         raise LooplmError(
-            f"{path}: the weights were trained with a vocab of {model_config.get('vocab_sz')} tokens "
+            f"{path}: the weights were trained with a vocab of {config.model_config.vocab_sz} tokens "
             f"but vocab.json has {len(vocab)}: the run directory mixes files of different runs"
         )
-    model = spec.build(spec.config_cls(**model_config))
+    model = model_spec(name).build(config.model_config)
     why = weights_mismatch(model, path / WEIGHTS, len(vocab))
     if why:
         raise LooplmError(f"{path / WEIGHTS} does not fit model {name} as config.json describes it: {why} "

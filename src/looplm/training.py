@@ -5,17 +5,15 @@ This is what ``looplm train`` calls, and what the chapter report calls seven tim
 
 from __future__ import annotations
 
-import dataclasses
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from looplm import __version__
 from looplm.callbacks import ARTAR, Callback, GradientClip
 from looplm.data.batching import stream_batches
 from looplm.data.corpus import Corpus
-from looplm.data.sources import DataOptions, load_corpus
+from looplm.data.sources import load_corpus
 from looplm.data.text import TextCorpus
 from looplm.data.tokenize import save_tokenizer, tokenizer_for
 from looplm.device import resolve_device, seed_everything
@@ -28,81 +26,19 @@ from looplm.plots import plot_curves
 from looplm.checkpoint import Checkpointer, load_checkpoint, stop_on_sigint
 from looplm.outputs import RUN, Output
 from looplm.rundir import CURVES, save_run
+from looplm.runconfig import TBPTTSpec, TrainConfig, VariableSpec, WindowsSpec, config_to_dict
 from looplm.strategies import TBPTT, Chunks, Strategy, VariableChunks, Windows
 
-TBPTT_MODES = ("stored", "recompute")
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; saved as ``config.json`` in the run directory."""
-
-    data: str = "human-numbers"
-    model: str = "lm7"
-    epochs: int = 15
-    lr: float = 1e-2
-    wd: float = 0.01
-    bs: int = 64
-    sl: int = 16
-    seed: int = 0
-    alpha: float = 0.0
-    beta: float = 0.0
-    clip: float | None = None
-    moms: tuple[float, float, float] = (0.95, 0.85, 0.95)
-    device: str = "auto"
-    data_options: DataOptions = field(default_factory=DataOptions)
-    group: bool = True  # False: consecutive samples per batch (stateless lm1/lm2 as the chapter trains them)
-    model_config: dict[str, Any] = field(default_factory=dict)
-    # how the training stream becomes updates (at most one of these; none: chunks of sl)
-    k1: int | None = None  # TBPTT(k1, k2): an update every k1 steps ...
-    k2: int | None = None  # ... backpropagating k2 steps (either alone: the other is sl)
-    tbptt_mode: str = "stored"  # or "recompute"
-    overlap: int = 0  # stateless windows of sl steps, each sharing `overlap` steps with the last
-    burn_in: int = 0  # stateless windows of sl steps, the first `burn_in` without gradient
-    variable_sl: bool = False  # AWD-LSTM's random sequence lengths around sl
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise LooplmError(f"--epochs must be at least 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise LooplmError(f"--lr must be positive, got {self.lr}")
-        if self.wd < 0:
-            raise LooplmError(f"--wd must not be negative, got {self.wd}")
-        if self.bs < 1 or self.sl < 1:
-            raise LooplmError(f"--bs and --sl must be at least 1, got bs={self.bs}, sl={self.sl}")
-        if self.clip is not None and not self.clip > 0:
-            raise LooplmError(f"--clip must be positive, got {self.clip}")
-        if self.alpha < 0 or self.beta < 0:
-            raise LooplmError(f"--alpha and --beta must not be negative, got {self.alpha}, {self.beta}")
-        chosen = [name for name, on in (("--k1/--k2", self.k1 is not None or self.k2 is not None),
-                                        ("--overlap", self.overlap > 0), ("--burn-in", self.burn_in > 0),
-                                        ("--variable-sl", self.variable_sl)) if on]
-        if len(chosen) > 1:
-            raise LooplmError(f"{' and '.join(chosen)} are different training strategies: choose one")
-        for name, value in (("--k1", self.k1), ("--k2", self.k2)):
-            if value is not None and value < 1:
-                raise LooplmError(f"{name} must be at least 1, got {value}")
-        if self.tbptt_mode not in TBPTT_MODES:
-            raise LooplmError(f"--tbptt-mode must be one of {', '.join(TBPTT_MODES)}, got {self.tbptt_mode!r}")
-        if self.overlap < 0 or self.burn_in < 0:
-            raise LooplmError(f"--overlap and --burn-in must not be negative, got {self.overlap}, {self.burn_in}")
-        if self.overlap >= self.sl and self.overlap:
-            raise LooplmError(f"--overlap {self.overlap} must be smaller than the window --sl {self.sl}")
-        if self.burn_in >= self.sl and self.burn_in:
-            raise LooplmError(f"a burn-in of {self.burn_in} steps leaves nothing to train in windows of "
-                              f"--sl {self.sl}: use a larger --sl or a smaller --burn-in")
-
-    def strategy(self) -> Strategy:
-        """The training strategy these settings ask for (see :mod:`looplm.strategies`)."""
-        if self.k1 is not None or self.k2 is not None:
-            return TBPTT(self.k1 or self.sl, self.k2 or self.sl, self.tbptt_mode)
-        if self.overlap:
-            return Windows(self.sl, overlap=self.overlap)
-        if self.burn_in:
-            return Windows(self.sl, burn=self.burn_in)
-        if self.variable_sl:
-            return VariableChunks(seed=self.seed)
-        return Chunks()
+def strategy_for(cfg: TrainConfig) -> Strategy:
+    """The training strategy ``cfg`` asks for (see :mod:`looplm.strategies`)."""
+    spec = cfg.strategy
+    if isinstance(spec, TBPTTSpec):
+        return TBPTT(spec.k1 or cfg.sl, spec.k2 or cfg.sl, spec.mode)
+    if isinstance(spec, WindowsSpec):
+        return Windows(cfg.sl, overlap=spec.overlap) if spec.overlap else Windows(cfg.sl, burn=spec.burn_in)
+    if isinstance(spec, VariableSpec):
+        return VariableChunks(seed=cfg.seed)
+    return Chunks()
 
 
 @dataclass
@@ -120,7 +56,7 @@ def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] |
     spec = model_spec(cfg.model)
     if spec.fixed_sl is not None and cfg.sl != spec.fixed_sl:
         raise LooplmError(f"model {cfg.model} reads exactly {spec.fixed_sl} tokens: use --sl {spec.fixed_sl}")
-    strategy = cfg.strategy()
+    strategy = strategy_for(cfg)
     if spec.layout != "every" and not isinstance(strategy, Chunks):
         raise LooplmError(f"model {cfg.model} predicts only after the last step of a chunk: TBPTT, windows "
                           "and variable lengths need a model with a prediction at every step (lm4 on)")
@@ -168,27 +104,6 @@ def callbacks_for(cfg: TrainConfig) -> list[Callback]:
     return cbs
 
 
-def run_config(cfg: TrainConfig, model_config: Any) -> dict[str, Any]:
-    """What ``config.json`` holds: enough to rebuild the model, the data and the training."""
-    return {
-        "looplm_version": __version__,
-        "model": cfg.model,
-        "model_config": dataclasses.asdict(model_config),
-        "train": dataclasses.asdict(cfg),
-    }
-
-
-def config_from_run(config: dict[str, Any]) -> TrainConfig:
-    """The :class:`TrainConfig` saved in a run's ``config.json``."""
-    try:
-        settings = dict(config["train"])
-        settings["data_options"] = DataOptions(**settings["data_options"])
-        settings["moms"] = tuple(settings["moms"])
-        return TrainConfig(**settings)
-    except (KeyError, TypeError) as err:
-        raise LooplmError(f"config.json does not hold looplm training settings ({err}): retrain") from None
-
-
 def train(
     cfg: TrainConfig,
     out: str | Path | Output | None = None,
@@ -222,7 +137,7 @@ def train(
         dist.broadcast_module(learner.model)  # the weights rank 0 loaded
     checkpointer = None if out is None else Checkpointer(out)
     if out is not None:
-        config = run_config(cfg, learner.model.config)
+        config = config_to_dict(cfg, learner.model.config)
         if not resume:
             dist.main_only(lambda: _start_run(output, corpus, config))
         cbs.append(checkpointer)

@@ -11,7 +11,6 @@ On a bor-bor-zan run it adds the scores against the exact optimum
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from looplm.cli.args import MAX_BS, MAX_SL, count, whole
 from looplm.cli.common import path_arg
 from looplm.data.batching import stream_batches
-from looplm.data.sources import DataOptions, is_text_path, load_corpus
+from looplm.data.sources import is_text_path, load_corpus
 from looplm.data.tokenize import TOKENIZER, Tokenizer, WordTokenizer, load_tokenizer
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
@@ -85,19 +84,15 @@ def evaluate(args) -> dict:
     if args.warmup < 0:
         raise LooplmError(f"--warmup must not be negative, got {args.warmup}")
     loaded = load_run(args.rundir)
-    train = loaded.config.get("train", {})
-    data = train.get("data")
-    known = {f.name for f in dataclasses.fields(DataOptions)}
-    options = DataOptions(**{k: v for k, v in train.get("data_options", {}).items() if k in known})
-    bs, sl = args.bs or train.get("bs", 64), args.sl or train.get("sl", 16)
+    trained = loaded.config.train
+    data, options = trained.data, trained.data_options
+    bs, sl = args.bs or trained.bs, args.sl or trained.sl
     tok = run_tokenizer(args.rundir, loaded.vocab, data)
     if args.file:
         tokens = read_tokens(args.file, tok)
-    elif data is None:
-        raise LooplmError(f"{args.rundir}: config.json does not name the data the run was trained on: use --file")
     else:  # the valid split exactly as training cut it (at the training sl), read by the run's tokenizer
-        tokens = load_corpus(data, options, tokenizer=tok, same_data=True).split(train.get("sl", sl))[1]
-    out = {"run": str(args.rundir), "model": loaded.config.get("model"), "data": args.file or f"{data} (valid)",
+        tokens = load_corpus(data, options, tokenizer=tok, same_data=True).split(trained.sl)[1]
+    out = {"run": str(args.rundir), "model": loaded.config.model, "data": args.file or f"{data} (valid)",
            "tokenizer": tok.spec, "n_tokens": len(tokens)}
     every = getattr(loaded.model, "layout", "every") == "every"
     game = every and data == "borborzan"

@@ -14,7 +14,8 @@ from looplm.data.batching import check_divisible
 from looplm.data.sources import DataOptions, is_text_path
 from looplm.errors import LooplmError
 from looplm.resume import resume_training
-from looplm.training import TBPTT_MODES, TrainConfig, train
+from looplm.runconfig import TBPTT_MODES, TrainConfig, strategy_from_flags
+from looplm.training import train
 from looplm import distributed
 
 
@@ -86,8 +87,8 @@ def handle(args) -> int:
         data=absolute_if_path(args.data), model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs,
         sl=args.sl, seed=args.seed, alpha=args.alpha, beta=args.beta, clip=args.clip, moms=tuple(args.moms),
         device=args.device, data_options=_absolute_valid(data_options(args)), model_config=model_config,
-        k1=args.k1, k2=args.k2, tbptt_mode=args.tbptt_mode, overlap=args.overlap, burn_in=args.burn_in,
-        variable_sl=args.variable_sl,
+        strategy=strategy_from_flags(args.k1, args.k2, args.tbptt_mode, args.overlap, args.burn_in,
+                                     args.variable_sl),
     )
     result = train(cfg, out=out, log=None if args.quiet else print, progress=not args.quiet,
                    dist_options=options)

@@ -39,6 +39,10 @@ class DataOptions:
 class DataSource:
     load: Callable[[DataOptions], Corpus]
     extra_info: Callable[[Corpus, DataOptions], dict] | None = None
+    options: tuple[str, ...] = ()  # the DataOptions it reads: what a run's config.json keeps
+
+
+TEXT_OPTIONS = ("tokenizer", "valid", "valid_pct", "shuffle_docs", "seed")  # seed: the document order
 
 
 def _human_numbers(_: DataOptions) -> Corpus:
@@ -69,7 +73,7 @@ def _borborzan_optimum(corpus: Corpus, options: DataOptions) -> dict:
 
 SOURCES: dict[str, DataSource] = {
     "human-numbers": DataSource(_human_numbers),
-    "borborzan": DataSource(_borborzan, _borborzan_optimum),
+    "borborzan": DataSource(_borborzan, _borborzan_optimum, ("games", "players", "seed")),
 }
 
 
@@ -84,6 +88,11 @@ def _source(name: str) -> DataSource:
 def is_text_path(name: str) -> bool:
     """Does ``name`` (``--data``) name a text file or folder rather than a generated source?"""
     return name not in SOURCES and (Path(name).exists() or bool(Path(name).suffix) or "/" in name)
+
+
+def source_options(name: str) -> tuple[str, ...]:
+    """The :class:`DataOptions` fields that the data ``name`` reads."""
+    return TEXT_OPTIONS if is_text_path(name) else _source(name).options
 
 
 def load_corpus(name: str, options: DataOptions | None = None, tokenizer: Tokenizer | None = None,

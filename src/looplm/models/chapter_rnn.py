@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from looplm.models.config import ChapterLMConfig
+from looplm.models.config import ChapterRNNConfig
 from looplm.state import fit_state
 
 
 class _ChapterRNN(nn.Module):
     """The three layers of LMModel1-4 and the shared recurrence."""
 
-    def __init__(self, config: ChapterLMConfig):
+    def __init__(self, config: ChapterRNNConfig):
         super().__init__()
         self.config = config
         self.i_h = nn.Embedding(config.vocab_sz, config.n_hidden)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from looplm.models.config import ChapterLMConfig
+from looplm.models.config import ChapterDropoutConfig, ChapterStackedConfig
 from looplm.nn import GRU as ScratchGRU
 from looplm.nn import LSTM as ScratchLSTM
 from looplm.state import State, fit_state
@@ -31,7 +31,7 @@ class LMModel5(nn.Module):
 
     layout = "every"
 
-    def __init__(self, config: ChapterLMConfig):
+    def __init__(self, config: ChapterStackedConfig):
         super().__init__()
         self.config = config
         self.i_h = nn.Embedding(config.vocab_sz, config.n_hidden)
@@ -51,7 +51,7 @@ class LModel6(nn.Module):
 
     layout = "every"
 
-    def __init__(self, config: ChapterLMConfig):
+    def __init__(self, config: ChapterStackedConfig):
         super().__init__()
         self.config = config
         self.i_h = nn.Embedding(config.vocab_sz, config.n_hidden)
@@ -59,7 +59,7 @@ class LModel6(nn.Module):
         self.h_o = nn.Linear(config.n_hidden, config.vocab_sz)
 
     @staticmethod
-    def make_rnn(config: ChapterLMConfig) -> nn.Module:
+    def make_rnn(config: ChapterStackedConfig) -> nn.Module:
         return nn.LSTM(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True)
 
     def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
@@ -71,7 +71,7 @@ class LModel6GRU(LModel6):
     """LModel6 with ``torch.nn.GRU``. forward(x, state) -> (logits, h (n_layers, bs, n_hidden))."""
 
     @staticmethod
-    def make_rnn(config: ChapterLMConfig) -> nn.Module:
+    def make_rnn(config: ChapterStackedConfig) -> nn.Module:
         return nn.GRU(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True)
 
 
@@ -79,7 +79,7 @@ class LModel6ScratchGRU(LModel6):
     """LModel6 with the from-scratch ``looplm.nn.GRU``; ``fast=False`` runs its readable loop."""
 
     @staticmethod
-    def make_rnn(config: ChapterLMConfig) -> nn.Module:
+    def make_rnn(config: ChapterStackedConfig) -> nn.Module:
         return ScratchGRU(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True, fast=config.fast)
 
 
@@ -87,7 +87,7 @@ class LModel6ScratchLSTM(LModel6):
     """LModel6 with the from-scratch ``looplm.nn.LSTM``; ``fast=False`` runs its readable loop."""
 
     @staticmethod
-    def make_rnn(config: ChapterLMConfig) -> nn.Module:
+    def make_rnn(config: ChapterStackedConfig) -> nn.Module:
         return ScratchLSTM(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True, fast=config.fast)
 
 
@@ -102,7 +102,7 @@ class LModel7(nn.Module):
 
     layout = "every"
 
-    def __init__(self, config: ChapterLMConfig):
+    def __init__(self, config: ChapterDropoutConfig):
         super().__init__()
         self.config = config
         self.i_h = nn.Embedding(config.vocab_sz, config.n_hidden)

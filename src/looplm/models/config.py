@@ -1,4 +1,6 @@
-"""Configuration of the chapter's models: one dataclass, saved in every run."""
+"""Configurations of the chapter's models: each holds the sizes its models have, and is saved
+in every run (LMModel1-4 have one hidden layer and no dropout; LMModel5 and LModel6 stack
+layers; LModel7 adds dropout)."""
 
 from __future__ import annotations
 
@@ -8,22 +10,41 @@ from looplm.errors import LooplmError
 
 
 @dataclass
-class ChapterLMConfig:
-    """Sizes and switches of LMModel1-LModel7 (each model reads the fields it needs).
+class ChapterRNNConfig:
+    """LMModel1-LMModel4. vocab_sz: tokens in the vocab; n_hidden: hidden (and embedding)
+    size; fast: run the time loop in a PyTorch kernel instead of the readable Python loop."""
 
-    vocab_sz: tokens in the vocab; n_hidden: hidden (and embedding) size;
-    n_layers: stacked layers (lm5-lm7); p: dropout before the output layer (lm7);
-    fast: run time loops in PyTorch kernels instead of the readable Python loop.
-    """
+    vocab_sz: int
+    n_hidden: int = 64
+    fast: bool = True
+
+    def validate(self) -> None:
+        if self.n_hidden < 1:
+            raise LooplmError(f"n_hidden must be at least 1, got {self.n_hidden}")
+
+
+@dataclass
+class ChapterStackedConfig:
+    """LMModel5, LModel6 and its GRU and from-scratch twins: ``n_layers`` stacked recurrent
+    layers of ``n_hidden`` units; fast: the from-scratch layers' fused time loop."""
 
     vocab_sz: int
     n_hidden: int = 64
     n_layers: int = 2
-    p: float = 0.4
     fast: bool = True
 
     def validate(self) -> None:
         if self.n_hidden < 1 or self.n_layers < 1:
             raise LooplmError(f"n_hidden and n_layers must be at least 1, got {self.n_hidden}, {self.n_layers}")
+
+
+@dataclass
+class ChapterDropoutConfig(ChapterStackedConfig):
+    """LModel7: LModel6's sizes and p, the dropout before the output layer."""
+
+    p: float = 0.4
+
+    def validate(self) -> None:
+        super().validate()
         if not 0.0 <= self.p < 1.0:
             raise LooplmError(f"the dropout p must be in [0, 1), got {self.p}")

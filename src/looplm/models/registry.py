@@ -13,7 +13,7 @@ from looplm.models.awd_lstm import AWD_LSTM_PRESETS, AWDLSTM, AWDLSTMConfig
 from looplm.models.chapter_rnn import LMModel1, LMModel2, LMModel3, LMModel4
 from looplm.models.chapter_stacked import LMModel5, LModel6, LModel7
 from looplm.models.chapter_stacked import LModel6GRU, LModel6ScratchGRU, LModel6ScratchLSTM
-from looplm.models.config import ChapterLMConfig
+from looplm.models.config import ChapterDropoutConfig, ChapterRNNConfig, ChapterStackedConfig
 from looplm.models.text_lm import GRULM, LSTMLM, TextLMConfig
 
 
@@ -51,6 +51,10 @@ class ModelSpec:
         return out
 
     def make_config(self, vocab_sz: int, **overrides: Any) -> Any:
+        fields = [f.name for f in dataclasses.fields(self.config_cls) if f.name != "vocab_sz"]
+        unknown = [name for name in overrides if name not in fields]
+        if unknown:
+            raise LooplmError(f"model {self.name} has no setting {unknown[0]!r}: it has {', '.join(fields)}")
         config = self.config_cls(vocab_sz=vocab_sz, **overrides)
         validate = getattr(config, "validate", None)
         if validate is not None:
@@ -61,16 +65,16 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("lm1", LMModel1, ChapterLMConfig, "last", "LMModel1", fixed_sl=3),
-        ModelSpec("lm2", LMModel2, ChapterLMConfig, "last", "LMModel2"),
-        ModelSpec("lm3", LMModel3, ChapterLMConfig, "last", "LMModel3"),
-        ModelSpec("lm4", LMModel4, ChapterLMConfig, "every", "LMModel4"),
-        ModelSpec("lm5", LMModel5, ChapterLMConfig, "every", "LMModel5"),
-        ModelSpec("lm6", LModel6, ChapterLMConfig, "every", "LModel6"),
-        ModelSpec("lm7", LModel7, ChapterLMConfig, "every", "LModel7"),
-        ModelSpec("lm6-gru", LModel6GRU, ChapterLMConfig, "every", "LModel6 GRU"),
-        ModelSpec("lm6-scratch-gru", LModel6ScratchGRU, ChapterLMConfig, "every", "LModel6 scratch GRU"),
-        ModelSpec("lm6-scratch-lstm", LModel6ScratchLSTM, ChapterLMConfig, "every", "LModel6 scratch LSTM"),
+        ModelSpec("lm1", LMModel1, ChapterRNNConfig, "last", "LMModel1", fixed_sl=3),
+        ModelSpec("lm2", LMModel2, ChapterRNNConfig, "last", "LMModel2"),
+        ModelSpec("lm3", LMModel3, ChapterRNNConfig, "last", "LMModel3"),
+        ModelSpec("lm4", LMModel4, ChapterRNNConfig, "every", "LMModel4"),
+        ModelSpec("lm5", LMModel5, ChapterStackedConfig, "every", "LMModel5"),
+        ModelSpec("lm6", LModel6, ChapterStackedConfig, "every", "LModel6"),
+        ModelSpec("lm7", LModel7, ChapterDropoutConfig, "every", "LModel7"),
+        ModelSpec("lm6-gru", LModel6GRU, ChapterStackedConfig, "every", "LModel6 GRU"),
+        ModelSpec("lm6-scratch-gru", LModel6ScratchGRU, ChapterStackedConfig, "every", "LModel6 scratch GRU"),
+        ModelSpec("lm6-scratch-lstm", LModel6ScratchLSTM, ChapterStackedConfig, "every", "LModel6 scratch LSTM"),
         ModelSpec("awd-lstm", AWDLSTM, AWDLSTMConfig, "every", "AWD-LSTM", presets=AWD_LSTM_PRESETS),
         ModelSpec("lstm", LSTMLM, TextLMConfig, "every", "LSTM language model"),
         ModelSpec("gru", GRULM, TextLMConfig, "every", "GRU language model"),

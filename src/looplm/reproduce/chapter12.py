@@ -13,6 +13,8 @@ same weights as its built-in twin (:data:`TWINS`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -27,7 +29,13 @@ from looplm.models.registry import build_model, model_spec
 from looplm.training import TrainConfig, train
 
 
-MODEL_CONFIG = {"n_hidden": 64, "n_layers": 2, "p": 0.4}
+MODEL_CONFIG = {"n_hidden": 64, "n_layers": 2, "p": 0.4}  # the chapter's sizes; each model takes those it has
+
+
+def chapter_sizes(model: str) -> dict:
+    """The chapter's sizes that ``model``'s config has (lm1-lm4: no layers, no dropout)."""
+    fields = {f.name for f in dataclasses.fields(model_spec(model).config_cls)}
+    return {k: v for k, v in MODEL_CONFIG.items() if k in fields}
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class ChapterRecipe:
         return TrainConfig(
             data="human-numbers", model=self.model, epochs=self.epochs, lr=self.lr, wd=self.wd, bs=64, sl=self.sl,
             seed=seed, alpha=self.alpha, beta=self.beta, moms=self.moms, device=device, group=self.group,
-            model_config=dict(MODEL_CONFIG),
+            model_config=chapter_sizes(self.model),
         )
 
 
@@ -91,9 +99,9 @@ def select_recipes(extra: bool = False, only: list[str] | None = None) -> tuple[
 def same_initial_weights(scratch: str, builtin: str, vocab_sz: int, seed: int) -> bool:
     """Whether the two models, built under the same seed, hold equal tensors under the same names."""
     torch.manual_seed(seed)
-    a = build_model(scratch, vocab_sz, **MODEL_CONFIG).state_dict()
+    a = build_model(scratch, vocab_sz, **chapter_sizes(scratch)).state_dict()
     torch.manual_seed(seed)
-    b = build_model(builtin, vocab_sz, **MODEL_CONFIG).state_dict()
+    b = build_model(builtin, vocab_sz, **chapter_sizes(builtin)).state_dict()
     return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
