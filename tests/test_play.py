@@ -18,7 +18,8 @@ from looplm.games.play import (
 )
 from looplm.games.rules import BIG_SHIELD, BUDDHA, CHICK, MOVES, SHIELD, SHOOT, ZAN, available
 from looplm.data.vocab import Vocab
-from looplm.models.registry import build_model, config_dict
+from looplm.models.registry import build_model
+from looplm.runconfig import TrainConfig, config_to_dict
 from looplm.rundir import load_run, save_run
 from looplm.training import TrainConfig, train
 
@@ -185,6 +186,7 @@ def test_bad_play_arguments(run_dir, capsys, argv, message):
 def test_play_needs_a_borborzan_run(tmp_path, capsys):
     vocab = Vocab(("one", "two", "."))
     model = build_model("lm6", len(vocab), n_hidden=8)
-    save_run(tmp_path, model, vocab, {"model": "lm6", "model_config": config_dict(model)}, [])
+    save_run(tmp_path, model, vocab, config_to_dict(TrainConfig(model="lm6", model_config={"n_hidden": 8}),
+                                                    model.config), [])
     assert main(["play", "borborzan", "--run", str(tmp_path), "--vs", "random", "--games", "10"]) == 2
     assert "lacks the bor-bor-zan tokens" in capsys.readouterr().err
