@@ -118,7 +118,7 @@ def test_a_reshuffled_epoch_keeps_the_layout_and_the_ranks_rows(tmp_path, group,
         write(tmp_path / "docs" / f"{i}.txt", str(i) * (i + 3))
     c = load_text_corpus(tmp_path / "docs", valid_pct=0.2, shuffle_seed=0)
     train, _ = c.batches(4, 2, "every", rank=rank, world_size=world_size, group=group)
-    learn = types.SimpleNamespace(train=train, epoch=1, device=torch.device("cpu"))
+    learn = types.SimpleNamespace(train_data=train, epoch=1, device=torch.device("cpu"))
     (shuffle,) = data_callbacks(c, 4, group, rank, world_size)
     shuffle.before_epoch(learn)
     expect = stream_batches(c.train_tokens(1), 4, 2, "every", rank, world_size, group)
