@@ -19,7 +19,8 @@ import torch
 
 from looplm.callbacks import ARTAR
 from looplm.data import load_corpus
-from looplm.learner import Learner, default_adam, lm_cross_entropy, param_groups
+from looplm.learner import Learner, default_adam, param_groups
+from looplm.losses import mean_cross_entropy
 from looplm.models import build_model
 from looplm.reproduce.chapter12 import CHAPTER_RECIPES
 from looplm.state import detach_state
@@ -36,11 +37,11 @@ def bare_loop(model, batches, epochs: int, lr: float, wd: float, alpha: float, b
         for x, y in batches:
             if alpha or beta:
                 logits, state, (raw, dropped) = model(x, state, return_activations=True)
-                loss = lm_cross_entropy(logits, y)
+                loss = mean_cross_entropy(logits, y)
                 loss = loss + alpha * dropped.pow(2).mean() + beta * (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
             else:
                 logits, state = model(x, state)
-                loss = lm_cross_entropy(logits, y)
+                loss = mean_cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

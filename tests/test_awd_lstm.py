@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from looplm.errors import LooplmError
-from looplm.models.awd_lstm import AWD_LSTM_PRESETS, AWDLSTM, AWDLSTMConfig, awd_lstm_preset
+from looplm.models.awd_lstm import AWD_LSTM_PRESETS, AWDLSTM, AWDLSTMConfig
+from looplm.models.registry import model_spec
 from looplm.state import detach_state, fit_state
 
 VOCAB, EMB, HID = 30, 8, 12
@@ -112,12 +113,18 @@ def test_drop_mult_scales_every_p():
     assert cfg.p("weight_p") == pytest.approx(0.25)
 
 
+def awd_lstm_preset(name: str, **overrides) -> AWDLSTMConfig:
+    """The preset ``name`` with ``overrides`` applied, as ``looplm train --preset`` makes it."""
+    spec = model_spec("awd-lstm")
+    return spec.make_config(VOCAB, **{**spec.preset(name), **overrides})
+
+
 def test_presets_by_name():
-    fastai = awd_lstm_preset("fastai", vocab_sz=VOCAB)
+    fastai = awd_lstm_preset("fastai")
     assert (fastai.emb_sz, fastai.n_hid, fastai.n_layers) == (400, 1152, 3)
     assert (fastai.output_p, fastai.hidden_p, fastai.input_p, fastai.embed_p, fastai.weight_p) == \
         (0.1, 0.15, 0.25, 0.02, 0.2)
-    paper = awd_lstm_preset("paper", vocab_sz=VOCAB, n_hid=64)
+    paper = awd_lstm_preset("paper", n_hid=64)
     assert (paper.emb_sz, paper.n_hid, paper.n_layers) == (400, 64, 3)
     assert (paper.output_p, paper.hidden_p, paper.input_p, paper.embed_p, paper.weight_p) == \
         (0.4, 0.3, 0.65, 0.1, 0.5)
@@ -126,13 +133,13 @@ def test_presets_by_name():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: awd_lstm_preset("merity", vocab_sz=VOCAB), "unknown AWD-LSTM preset 'merity'"),
-    (lambda: awd_lstm_preset("fastai", vocab_sz=VOCAB, hidden_size=3), "setting hidden_size"),
-    (lambda: awd_lstm_preset("fastai"), "vocab_sz"),
-    (lambda: awd_lstm_preset("paper", vocab_sz=VOCAB, weight_p=1.0), r"weight_p must be in \[0, 1\)"),
-    (lambda: awd_lstm_preset("paper", vocab_sz=VOCAB, input_p=-0.1), r"input_p must be in \[0, 1\)"),
-    (lambda: awd_lstm_preset("paper", vocab_sz=VOCAB, drop_mult=2.0), r"input_p \* drop_mult"),
-    (lambda: awd_lstm_preset("fastai", vocab_sz=VOCAB, n_layers=0), "n_layers must be at least 1"),
+    (lambda: awd_lstm_preset("merity"), "unknown preset 'merity' for awd-lstm"),
+    (lambda: awd_lstm_preset("fastai", hidden_size=3), "model awd-lstm has no setting 'hidden_size'"),
+    (lambda: AWDLSTMConfig(vocab_sz=0), "vocab_sz must be at least 1"),
+    (lambda: awd_lstm_preset("paper", weight_p=1.0), r"weight_p must be in \[0, 1\)"),
+    (lambda: awd_lstm_preset("paper", input_p=-0.1), r"input_p must be in \[0, 1\)"),
+    (lambda: awd_lstm_preset("paper", drop_mult=2.0), r"input_p \* drop_mult"),
+    (lambda: awd_lstm_preset("fastai", n_layers=0), "n_layers must be at least 1"),
     (lambda: small(pad_token=VOCAB), "pad_token"),
 ])
 def test_bad_settings_raise_a_looplm_error(call, message):

@@ -19,7 +19,7 @@ from looplm.games.play import (
 from looplm.games.rules import BIG_SHIELD, BUDDHA, CHICK, MOVES, SHIELD, SHOOT, ZAN, available
 from looplm.data.vocab import Vocab
 from looplm.models.registry import build_model
-from looplm.runconfig import TrainConfig, config_to_dict
+from looplm.runconfig import config_to_dict
 from looplm.rundir import load_run, save_run
 from looplm.training import TrainConfig, train
 

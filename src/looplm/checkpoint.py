@@ -47,6 +47,7 @@ from looplm.errors import LooplmError
 from looplm.finite import all_finite
 from looplm.learner import Learner, TrainerSnapshot
 from looplm.rundir import weights_mismatch
+from looplm.state import state_from_named, state_to_named
 
 CHECKPOINT = "checkpoint"  # checkpoints are CHECKPOINT-<number>; a bare CHECKPOINT/ is read too (older runs)
 _NUMBERED = re.compile(rf"{CHECKPOINT}-(\d+)")
@@ -95,24 +96,8 @@ class TrainingInterrupted(Exception):
         self.path = path
 
 
-def _state_tensors(state) -> tuple[str, dict[str, Tensor]]:
-    if state is None:
-        return "none", {}
-    if isinstance(state, Tensor):
-        return "tensor", {"state.0": state}
-    return f"tuple:{len(state)}", {f"state.{i}": t for i, t in enumerate(state)}
-
-
-def _state_from(kind: str, tensors: dict[str, Tensor]):
-    if kind == "none":
-        return None
-    if kind == "tensor":
-        return tensors["state.0"]
-    return tuple(tensors[f"state.{i}"] for i in range(int(kind.split(":")[1])))
-
-
 def _trainer_files(snap: TrainerSnapshot) -> tuple[dict[str, Tensor], dict]:
-    state_kind, tensors = _state_tensors(snap.state)
+    state_kind, tensors = state_to_named(snap.state)
     opt = snap.optimizer
     for pid, slots in opt["state"].items():
         for name, value in slots.items():
@@ -181,7 +166,7 @@ def load_checkpoint(run_dir: str | Path, model: nn.Module) -> TrainerSnapshot:
         }
         snap = TrainerSnapshot(
             epoch=meta["epoch"], batch=meta["batch"], train_iter=meta["train_iter"], history=meta["history"],
-            loss_sum=meta["loss_sum"], state=_state_from(meta["state"], tensors), optimizer=optimizer,
+            loss_sum=meta["loss_sum"], state=state_from_named(meta["state"], tensors), optimizer=optimizer,
             rng=tensors["rng"], rank_rngs=tuple(tensors[f"rng.{r}"] for r in range(meta.get("rank_rngs", 0))),
         )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError, TypeError,

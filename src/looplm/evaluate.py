@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from looplm.data.batching import StreamBatches, stream_batches
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
-from looplm.state import State, map_state
+from looplm.losses import perplexity, summed_cross_entropy
+from looplm.state import cat_rows, map_state
 
 CONTEXT = 3  # tokens of input shown beside each mistake
 
@@ -41,15 +42,24 @@ class StreamPredictions:
 
 
 @torch.no_grad()
+def stream_outputs(model: nn.Module, batches: StreamBatches) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(logits, targets)`` of every batch in order, the model in eval mode carrying its
+    state from zeros: one pass over a stream, as validation and prediction read it."""
+    model.eval()
+    state = None
+    for x, y in batches:
+        logits, state = model(x, state)
+        yield logits, y
+
+
+@torch.no_grad()
 def predict_stream(model: nn.Module, batches: StreamBatches) -> StreamPredictions:
     """Run ``model`` over every batch in order, carrying its state, from a zero state."""
-    model.eval()
     device = next(model.parameters()).device
-    state, preds, loss_sum = None, [], torch.zeros((), dtype=torch.float64, device=device)
-    for x, y in batches.to(device):
-        logits, state = model(x, state)
-        loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
-        preds.append(logits.argmax(-1).reshape(x.shape[0], -1).cpu())  # (bs, sl) or (bs, 1)
+    preds, loss_sum = [], torch.zeros((), dtype=torch.float64, device=device)
+    for logits, y in stream_outputs(model, batches.to(device)):
+        loss_sum += summed_cross_entropy(logits, y)
+        preds.append(logits.argmax(-1).reshape(y.shape[0], -1).cpu())  # (bs, sl) or (bs, 1)
     inputs, targets = batches.inputs.cpu().long(), batches.targets.cpu().long()  # text streams: uint16/32
     if batches.layout == "every":
         padded = F.pad(inputs, (CONTEXT - 1, 0), value=-1)
@@ -102,13 +112,6 @@ def error_analysis(p: StreamPredictions, vocab: Vocab, top: int = 10, boundary: 
 WARMUP = 256  # tokens of context a row reads before its first scored position
 
 
-def _cat_rows(first: State, rest: State) -> State:
-    """Two states side by side along the batch dim (dim 1 of every tensor)."""
-    if isinstance(first, Tensor):
-        return torch.cat([first, rest], 1)
-    return tuple(torch.cat([f, r], 1) for f, r in zip(first, rest))
-
-
 def fit_layout(n_tokens: int, bs: int, sl: int) -> tuple[int, int]:
     """The (bs, sl) actually used for a stream of ``n_tokens``: as asked when the stream fills
     at least one batch, else fewer rows (and, for a very short stream, a shorter sl)."""
@@ -152,7 +155,7 @@ def stream_logits(model: nn.Module, tokens: Tensor, bs: int, sl: int,
     if w > 0 and bs > 1:
         context = tokens[row_start[1:, None] + torch.arange(-w, 0, device=device)]  # (bs-1, w)
         _, warm = model(context, None)
-        state = _cat_rows(map_state(warm, lambda t: torch.zeros_like(t[:, :1])), warm)
+        state = cat_rows(map_state(warm, lambda t: torch.zeros_like(t[:, :1])), warm)
     steps = torch.arange(sl, device=device)
     for k in range(len(batches)):
         x, _ = batches.batch(k)
@@ -180,7 +183,7 @@ class StreamScores:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(min(self.loss, 700.0))
+        return perplexity(self.loss)
 
     @property
     def bits(self) -> float:

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -28,14 +27,11 @@ from looplm.data.batching import StreamBatches
 from looplm.distributed import Distributed
 from looplm.errors import LooplmError
 from looplm.finite import CHECK_EVERY, FiniteWatch, NonFiniteTraining, check_weights
+from looplm.evaluate import stream_outputs
+from looplm.losses import mean_cross_entropy, perplexity, summed_cross_entropy
 from looplm.schedule import OneCycle
 from looplm.state import State, detach_state, map_state
 from looplm.strategies import Chunks, Strategy
-
-
-def lm_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy: logits (..., vocab), targets (...)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def returns_activations(model: nn.Module) -> bool:
@@ -139,7 +135,7 @@ class Learner:
         wd: float = 0.01,
         cbs: Iterable[Callback] = (),
         device: torch.device | str = "cpu",
-        loss_fn: Callable[[Tensor, Tensor], Tensor] = lm_cross_entropy,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] = mean_cross_entropy,
         log: Callable[[str], None] | None = print,
         progress: bool = True,
         strategy: Strategy | None = None,
@@ -214,7 +210,7 @@ class Learner:
 
         def loss_fn(out, targets):
             logits, self.activations = out
-            summed = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+            summed = summed_cross_entropy(logits, targets)
             self.loss_grad = summed.new_zeros(())
             self.event("after_loss")
             return summed + self.loss_grad * targets.numel()
@@ -275,7 +271,7 @@ class Learner:
             if self.watch_finite and not math.isfinite(valid_loss):
                 raise NonFiniteTraining(self.epoch, None, "validation loss")
             self.history.append(
-                EpochMetrics(self.epoch, train_loss, valid_loss, accuracy, math.exp(min(valid_loss, 700.0)),
+                EpochMetrics(self.epoch, train_loss, valid_loss, accuracy, perplexity(valid_loss),
                              time.perf_counter() - start)
             )
             self._say(format_row(self.history[-1]))
@@ -357,13 +353,10 @@ class Learner:
     def validate(self, data: StreamBatches | None = None) -> tuple[float, float]:
         """Mean cross-entropy and accuracy over every target of ``data`` (default: valid)."""
         data = self.valid_data if data is None else data.to(self.device)
-        self.model.eval()
-        state = None
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        for x, y in data:
-            logits, state = self.model(x, state)
-            loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+        for logits, y in stream_outputs(self.model, data):
+            loss_sum += summed_cross_entropy(logits, y)
             correct += (logits.argmax(-1) == y).sum()
         loss_sum, correct, n = self.dist.sum(loss_sum, correct, data.n_targets)  # over every rank's rows
         return (loss_sum / n).item(), (correct / n).item()

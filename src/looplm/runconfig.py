@@ -30,7 +30,7 @@ from looplm.data.sources import DataOptions, source_options
 from looplm.errors import LooplmError
 from looplm.models.registry import model_spec
 from looplm.strict import from_dict
-from looplm.tbptt import MODES as TBPTT_MODES
+from looplm.tbptt import MODES
 
 FORMAT = 2
 CONFIG = "config.json"
@@ -60,8 +60,8 @@ class TBPTTSpec:
         for name, value in (("--k1", self.k1), ("--k2", self.k2)):
             if value is not None and value < 1:
                 raise LooplmError(f"{name} must be at least 1, got {value}")
-        if self.mode not in TBPTT_MODES:
-            raise LooplmError(f"--tbptt-mode must be one of {', '.join(TBPTT_MODES)}, got {self.mode!r}")
+        if self.mode not in MODES:
+            raise LooplmError(f"--tbptt-mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import torch
 import torch.utils._pytree as pytree
 from torch import Tensor
 
@@ -80,3 +81,28 @@ def state_from_flat(flat: dict[str, Any], prefix: str) -> State:
     """The state that :func:`state_to_flat` wrote under ``prefix``."""
     spec = pytree.treespec_loads(flat[f"{prefix}.spec"])
     return pytree.tree_unflatten([flat.get(f"{prefix}.{i}") for i in range(spec.num_leaves)], spec)
+
+
+def cat_rows(first: State, rest: State) -> State:
+    """Two states side by side along the batch (dim 1 of every tensor)."""
+    if isinstance(first, Tensor):
+        return torch.cat([first, rest], 1)
+    return tuple(torch.cat([f, r], 1) for f, r in zip(first, rest))
+
+
+def state_to_named(state: State) -> tuple[str, dict[str, Tensor]]:
+    """A state as a kind ("none", "tensor" or "tuple:n") and named tensors, for a file
+    that holds tensors by name (a checkpoint); :func:`state_from_named` reverses it."""
+    if state is None:
+        return "none", {}
+    if isinstance(state, Tensor):
+        return "tensor", {"state.0": state}
+    return f"tuple:{len(state)}", {f"state.{i}": t for i, t in enumerate(state)}
+
+
+def state_from_named(kind: str, tensors: dict[str, Tensor]) -> State:
+    if kind == "none":
+        return None
+    if kind == "tensor":
+        return tensors["state.0"]
+    return tuple(tensors[f"state.{i}"] for i in range(int(kind.split(":")[1])))

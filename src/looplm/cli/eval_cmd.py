@@ -25,6 +25,7 @@ from looplm.data.tokenize import TOKENIZER, Tokenizer, WordTokenizer, load_token
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
 from looplm.evaluate import WARMUP, predict_stream, score_stream
+from looplm.losses import perplexity
 from looplm.rundir import load_run
 
 
@@ -104,7 +105,7 @@ def evaluate(args) -> dict:
         pred = predict_stream(loaded.model, stream_batches(tokens, bs, sl, "last"))
         loss, accuracy = pred.loss, pred.accuracy
         out.update(n_predicted=len(pred.targets), bs=bs, sl=sl, warmup=0)
-    out.update(loss=loss, perplexity=math.exp(min(loss, 700.0)), bits_per_token=loss / math.log(2), accuracy=accuracy)
+    out.update(loss=loss, perplexity=perplexity(loss), bits_per_token=loss / math.log(2), accuracy=accuracy)
     if tok.spec == "char":  # one token is one character
         out["bits_per_char"] = out["bits_per_token"]
     if game:

@@ -14,7 +14,8 @@ from looplm.data.batching import check_divisible
 from looplm.data.sources import DataOptions, is_text_path
 from looplm.errors import LooplmError
 from looplm.resume import resume_training
-from looplm.runconfig import TBPTT_MODES, TrainConfig, strategy_from_flags
+from looplm.runconfig import TrainConfig, strategy_from_flags
+from looplm.tbptt import MODES
 from looplm.training import train
 from looplm import distributed
 
@@ -43,7 +44,7 @@ def add_parser(sub) -> None:
     s = p.add_argument_group("training strategy (default: chunks of --sl, state carried and detached)")
     s.add_argument("--k1", type=count(MAX_SL), help="TBPTT(k1, k2): an update every k1 steps of the stream ...")
     s.add_argument("--k2", type=count(MAX_SL), help="... backpropagating through the last k2 steps")
-    s.add_argument("--tbptt-mode", choices=TBPTT_MODES, default="stored",
+    s.add_argument("--tbptt-mode", choices=MODES, default="stored",
                    help="stored: keep the graphs of the last k2 steps; recompute: re-run them (default: stored)")
     s.add_argument("--overlap", type=whole(0, MAX_SL), default=0, metavar="O",
                    help="stateless windows of --sl steps, each sharing O steps with the previous one")

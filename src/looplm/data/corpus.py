@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -31,12 +30,12 @@ class Corpus:
             return self.tokens, self.valid_tokens
         return split_stream(self.tokens, sl, self.valid_pct)
 
-    def batches(self, bs: int, sl: int, layout: str, valid_bs: int | None = None,
-                rank: int = 0, world_size: int = 1, group: bool = True) -> tuple[StreamBatches, StreamBatches]:
+    def batches(self, bs: int, sl: int, layout: str, rank: int = 0, world_size: int = 1,
+                group: bool = True) -> tuple[StreamBatches, StreamBatches]:
         """Train and valid batches of this corpus (see :func:`stream_batches`)."""
         train, valid = self.split(sl)
         return (stream_batches(train, bs, sl, layout, rank, world_size, group),
-                stream_batches(valid, valid_bs or bs, sl, layout, rank, world_size, group))
+                stream_batches(valid, bs, sl, layout, rank, world_size, group))
 
     @property
     def n_tokens(self) -> int:
@@ -64,6 +63,3 @@ def corpus_from_tokens(name: str, tokens: list[str], n_lines: int, **kwargs) -> 
     vocab = Vocab.from_tokens(tokens)
     return Corpus(name, vocab, torch.from_numpy(vocab.encode(tokens)), n_lines, **kwargs)
 
-
-def token_counts(corpus: Corpus) -> Counter:
-    return Counter(dict(zip(corpus.vocab.itos, torch.bincount(corpus.tokens, minlength=len(corpus.vocab)).tolist())))

@@ -21,7 +21,6 @@ The state is a flat tuple ``(h_0, c_0, h_1, c_1, ...)``, each (1, bs, size of la
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -93,25 +92,6 @@ AWD_LSTM_PRESETS: dict[str, dict] = {
 }
 
 
-def awd_lstm_preset(name: str, **overrides) -> AWDLSTMConfig:
-    """The preset ``name`` with ``overrides`` applied; ``vocab_sz`` must be among them.
-
-    >>> awd_lstm_preset("paper", vocab_sz=30, n_hid=64).input_p
-    0.65
-    """
-    if name not in AWD_LSTM_PRESETS:
-        raise LooplmError(f"unknown AWD-LSTM preset {name!r}: choose from "
-                          f"{', '.join(AWD_LSTM_PRESETS)}")
-    fields = {f.name for f in dataclasses.fields(AWDLSTMConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise LooplmError(f"unknown AWD-LSTM setting {', '.join(unknown)}: "
-                          f"settable are {', '.join(sorted(fields))}")
-    if "vocab_sz" not in overrides:
-        raise LooplmError("an AWD-LSTM needs vocab_sz (the size of the data's vocabulary)")
-    return AWDLSTMConfig(**{**AWD_LSTM_PRESETS[name], **overrides})
-
-
 class AWDLSTM(nn.Module):
     """The AWD-LSTM language model; ``forward(x, state) -> (logits, state)``."""
 
@@ -119,7 +99,6 @@ class AWDLSTM(nn.Module):
 
     def __init__(self, config: AWDLSTMConfig):
         super().__init__()
-        config.validate()
         self.config = c = config
         self.sizes = [c.emb_sz] + [c.n_hid] * (c.n_layers - 1) + [c.emb_sz]   # in/out of layers
         emb = nn.Embedding(c.vocab_sz, c.emb_sz, padding_idx=c.pad_token)

@@ -18,6 +18,9 @@ class ChapterRNNConfig:
     n_hidden: int = 64
     fast: bool = True
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         if self.n_hidden < 1:
             raise LooplmError(f"n_hidden must be at least 1, got {self.n_hidden}")
@@ -32,6 +35,9 @@ class ChapterStackedConfig:
     n_hidden: int = 64
     n_layers: int = 2
     fast: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         if self.n_hidden < 1 or self.n_layers < 1:

@@ -22,10 +22,15 @@ class ModelSpec:
     name: str
     build: Callable[[Any], nn.Module]
     config_cls: type
-    layout: str
     title: str
     fixed_sl: int | None = None  # lm1 reads exactly 3 tokens
     presets: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # named settings
+
+    @property
+    def layout(self) -> str:
+        """How the model reads batches ("last": one prediction per chunk, "every": at every
+        step), as the model class states it."""
+        return self.build.layout
 
     def preset(self, name: str) -> dict[str, Any]:
         """The settings of preset ``name``, e.g. awd-lstm's ``fastai`` or ``paper``."""
@@ -55,29 +60,25 @@ class ModelSpec:
         unknown = [name for name in overrides if name not in fields]
         if unknown:
             raise LooplmError(f"model {self.name} has no setting {unknown[0]!r}: it has {', '.join(fields)}")
-        config = self.config_cls(vocab_sz=vocab_sz, **overrides)
-        validate = getattr(config, "validate", None)
-        if validate is not None:
-            validate()
-        return config
+        return self.config_cls(vocab_sz=vocab_sz, **overrides)  # a config checks itself when made
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("lm1", LMModel1, ChapterRNNConfig, "last", "LMModel1", fixed_sl=3),
-        ModelSpec("lm2", LMModel2, ChapterRNNConfig, "last", "LMModel2"),
-        ModelSpec("lm3", LMModel3, ChapterRNNConfig, "last", "LMModel3"),
-        ModelSpec("lm4", LMModel4, ChapterRNNConfig, "every", "LMModel4"),
-        ModelSpec("lm5", LMModel5, ChapterStackedConfig, "every", "LMModel5"),
-        ModelSpec("lm6", LModel6, ChapterStackedConfig, "every", "LModel6"),
-        ModelSpec("lm7", LModel7, ChapterDropoutConfig, "every", "LModel7"),
-        ModelSpec("lm6-gru", LModel6GRU, ChapterStackedConfig, "every", "LModel6 GRU"),
-        ModelSpec("lm6-scratch-gru", LModel6ScratchGRU, ChapterStackedConfig, "every", "LModel6 scratch GRU"),
-        ModelSpec("lm6-scratch-lstm", LModel6ScratchLSTM, ChapterStackedConfig, "every", "LModel6 scratch LSTM"),
-        ModelSpec("awd-lstm", AWDLSTM, AWDLSTMConfig, "every", "AWD-LSTM", presets=AWD_LSTM_PRESETS),
-        ModelSpec("lstm", LSTMLM, TextLMConfig, "every", "LSTM language model"),
-        ModelSpec("gru", GRULM, TextLMConfig, "every", "GRU language model"),
+        ModelSpec("lm1", LMModel1, ChapterRNNConfig, "LMModel1", fixed_sl=3),
+        ModelSpec("lm2", LMModel2, ChapterRNNConfig, "LMModel2"),
+        ModelSpec("lm3", LMModel3, ChapterRNNConfig, "LMModel3"),
+        ModelSpec("lm4", LMModel4, ChapterRNNConfig, "LMModel4"),
+        ModelSpec("lm5", LMModel5, ChapterStackedConfig, "LMModel5"),
+        ModelSpec("lm6", LModel6, ChapterStackedConfig, "LModel6"),
+        ModelSpec("lm7", LModel7, ChapterDropoutConfig, "LModel7"),
+        ModelSpec("lm6-gru", LModel6GRU, ChapterStackedConfig, "LModel6 GRU"),
+        ModelSpec("lm6-scratch-gru", LModel6ScratchGRU, ChapterStackedConfig, "LModel6 scratch GRU"),
+        ModelSpec("lm6-scratch-lstm", LModel6ScratchLSTM, ChapterStackedConfig, "LModel6 scratch LSTM"),
+        ModelSpec("awd-lstm", AWDLSTM, AWDLSTMConfig, "AWD-LSTM", presets=AWD_LSTM_PRESETS),
+        ModelSpec("lstm", LSTMLM, TextLMConfig, "LSTM language model"),
+        ModelSpec("gru", GRULM, TextLMConfig, "GRU language model"),
     )
 }
 
@@ -94,6 +95,3 @@ def build_model(name: str, vocab_sz: int, **overrides: Any) -> nn.Module:
     spec = model_spec(name)
     return spec.build(spec.make_config(vocab_sz, **overrides))
 
-
-def config_dict(model: nn.Module) -> dict[str, Any]:
-    return dataclasses.asdict(model.config)

@@ -36,6 +36,9 @@ class TextLMConfig:
     tie_weights: bool = False
     scratch: bool = False
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         if min(self.vocab_sz, self.emb_sz, self.n_hidden, self.n_layers) < 1:
             raise LooplmError(f"vocab_sz, emb_sz, n_hidden and n_layers must be at least 1, got "
@@ -52,7 +55,6 @@ class _TextRNN(nn.Module):
 
     def __init__(self, config: TextLMConfig):
         super().__init__()
-        config.validate()
         self.config = config
         if config.scratch:
             from looplm import nn as scratch

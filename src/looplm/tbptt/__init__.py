@@ -14,7 +14,8 @@ to ``.grad``; the caller steps the optimiser between yields::
 - :func:`burn_in`: windows from a fresh state whose first steps only build the state.
 """
 
-from looplm.tbptt.common import TBPTTStep, summed_cross_entropy
+from looplm.losses import summed_cross_entropy
+from looplm.tbptt.common import TBPTTStep
 from looplm.tbptt.stateless import burn_in, overlapping_chunks
 from looplm.tbptt.stream import MODES, TBPTTStream
 from looplm.tbptt.truncated import Schedule, truncated_bptt

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from looplm.errors import LooplmError
@@ -39,12 +38,6 @@ class TBPTTStep(NamedTuple):
     loss: Tensor
     state: State
     n_tokens: int
-
-
-def summed_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Cross-entropy summed over every position: logits (bs, n, vocab), targets (bs, n) class
-    indices of any integer dtype (a uint16 token stream is widened here, one slice at a time)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), reduction="sum")
 
 
 def model_input(x: Tensor) -> Tensor:

@@ -37,8 +37,8 @@ from looplm.tbptt.common import (
     check_count,
     check_stream,
     run_chunk,
-    summed_cross_entropy,
 )
+from looplm.losses import summed_cross_entropy
 
 
 def overlapping_chunks(

@@ -46,8 +46,8 @@ from looplm.tbptt.common import (
     checked_state,
     no_grad_loss,
     run_chunk,
-    summed_cross_entropy,
 )
+from looplm.losses import summed_cross_entropy
 from looplm.tbptt.frozen import frozen_weights
 
 MODES = ("stored", "recompute")
