@@ -2,10 +2,27 @@ import os
 
 import pytest
 import torch
+from torch import nn
 
 # Two cores are shared by pytest and torch; one intra-op thread keeps the
-# small models fast and the run times stable.
+# small models fast and the run times stable (a thread pool only adds contention).
 torch.set_num_threads(1)
+
+
+class TinyLM(nn.Module):
+    """Embedding -> one recurrent layer (``cell``: nn.RNN, nn.GRU or nn.LSTM) -> Linear, following
+    the looplm model protocol: ``forward(x (bs, T), state) -> (logits (bs, T, vocab), state)``,
+    with ``return_activations`` also the layer's output (bs, T, n_hidden)."""
+
+    def __init__(self, cell: type[nn.RNNBase] = nn.LSTM, vocab: int = 7, emb_sz: int = 5, n_hidden: int = 6):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, emb_sz)
+        self.rnn = cell(emb_sz, n_hidden, batch_first=True)
+        self.out = nn.Linear(n_hidden, vocab)
+
+    def forward(self, x, state=None, return_activations=False):
+        h, state = self.rnn(self.emb(x), state)  # (bs, T, n_hidden)
+        return (self.out(h), state, h) if return_activations else (self.out(h), state)
 
 
 @pytest.fixture(autouse=True, scope="session")

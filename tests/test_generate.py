@@ -47,9 +47,14 @@ def test_top_k_and_top_p():
     assert next_token_probs(logits, SampleConfig(top_p=0.01)).argmax().item() == 1
 
 
-@pytest.mark.parametrize("bad", [{"temperature": -1}, {"top_k": 0}, {"top_p": 0}, {"top_p": 1.5}])
-def test_bad_sampling_settings(bad):
-    with pytest.raises(LooplmError):
+@pytest.mark.parametrize("bad, message", [
+    ({"temperature": -1}, "--temperature must be 0 .greedy. or positive, got -1"),
+    ({"top_k": 0}, "--top-k must be at least 1, got 0"),
+    ({"top_p": 0}, r"--top-p must be in \(0, 1\], got 0"),
+    ({"top_p": 1.5}, r"--top-p must be in \(0, 1\], got 1.5"),
+])
+def test_bad_sampling_settings(bad, message):
+    with pytest.raises(LooplmError, match=message):
         SampleConfig(**bad).validate()
 
 

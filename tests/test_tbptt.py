@@ -12,33 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import TinyLM
 from looplm.state import map_state
 from looplm.tbptt import Schedule, summed_cross_entropy, truncated_bptt
 
 VOCAB = 7
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: a thread pool only adds contention on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class TinyLM(nn.Module):
-    """Embedding -> one recurrent layer -> Linear, following the looplm model protocol."""
-
-    def __init__(self, cell: type[nn.RNNBase], n_hidden: int = 6):
-        super().__init__()
-        self.emb = nn.Embedding(VOCAB, 5)
-        self.rnn = cell(5, n_hidden, batch_first=True)
-        self.out = nn.Linear(n_hidden, VOCAB)
-
-    def forward(self, x, state=None, return_activations=False):
-        h, state = self.rnn(self.emb(x), state)  # (bs, T, n_hidden)
-        return (self.out(h), state, h) if return_activations else (self.out(h), state)
 
 
 CELLS = [nn.RNN, nn.GRU, nn.LSTM]  # LSTM: a tuple state (h, c); the others a tensor

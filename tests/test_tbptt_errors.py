@@ -4,24 +4,12 @@ import re
 
 import pytest
 import torch
-from torch import nn
 
+from conftest import TinyLM
 from looplm.errors import LooplmError
 from looplm.tbptt import burn_in, overlapping_chunks, truncated_bptt
 
 VOCAB = 5
-
-
-class TinyLM(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(VOCAB, 4)
-        self.rnn = nn.LSTM(4, 4, batch_first=True)
-        self.out = nn.Linear(4, VOCAB)
-
-    def forward(self, x, state=None):
-        h, state = self.rnn(self.emb(x), state)
-        return self.out(h), state
 
 
 class CountAsInt(TinyLM):

@@ -14,31 +14,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from conftest import TinyLM
 from looplm.tbptt import Schedule, stream, summed_cross_entropy, truncated_bptt
 from looplm.tbptt.frozen import frozen_weights
 
 VOCAB = 7
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: a thread pool only adds contention on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-class TinyLM(nn.Module):
-    def __init__(self, cell: type[nn.RNNBase]):
-        super().__init__()
-        self.emb = nn.Embedding(VOCAB, 5)
-        self.rnn = cell(5, 6, batch_first=True)
-        self.out = nn.Linear(6, VOCAB)
-
-    def forward(self, x, state=None):
-        h, state = self.rnn(self.emb(x), state)  # (bs, T, 6)
-        return self.out(h), state  # (bs, T, vocab)
 
 
 def stored_reference(model, inputs, targets, sched, i, weights, starts, stale=True):

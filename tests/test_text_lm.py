@@ -63,7 +63,11 @@ def test_activations_for_ar_tar():
     assert raw.shape == dropped.shape == (2, 4, 8)
 
 
-@pytest.mark.parametrize("bad", [{"p": 1.0}, {"n_layers": 0}, {"emb_sz": 0}])
-def test_bad_config(bad):
-    with pytest.raises(LooplmError):
+@pytest.mark.parametrize("bad, message", [
+    ({"p": 1.0}, r"the dropout p must be in \[0, 1\), got 1.0"),
+    ({"n_layers": 0}, "emb_sz, n_hidden and n_layers must be at least 1, got 11, 6, 8, 0"),
+    ({"emb_sz": 0}, "emb_sz, n_hidden and n_layers must be at least 1, got 11, 0, 8, 2"),
+])
+def test_bad_config(bad, message):
+    with pytest.raises(LooplmError, match=message):
         small("gru", **bad)

@@ -29,5 +29,5 @@ def test_bad_vocab_files(tmp_path):
     (tmp_path / "v.json").write_bytes(b"\xff\xfe not json")
     with pytest.raises(LooplmError, match="cannot read the vocab"):
         Vocab.load(tmp_path / "v.json")
-    with pytest.raises(LooplmError):
+    with pytest.raises(LooplmError, match="must not list a token twice"):
         Vocab(("a", "a"))
