@@ -127,8 +127,8 @@ def test_gradient_clip_bounds_the_norm(corpus):
 
 @pytest.mark.parametrize("n_epochs, lr, message", [
     (0, 1e-3, "the number of epochs must be at least 1, got 0"),
-    (1, 0.0, "the learning rate must be positive, got 0.0"),
-    (1, -1.0, "the learning rate must be positive, got -1.0"),
+    (1, 0.0, "the learning rate must be a positive finite number, got 0.0"),
+    (1, -1.0, "the learning rate must be a positive finite number, got -1.0"),
 ])
 def test_bad_fit_arguments(corpus, n_epochs, lr, message):
     with pytest.raises(LooplmError, match=message):
