@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from looplm import distributed
+from looplm.cli.launch import strip_nproc
 from looplm.checkpoint import latest_checkpoint
 from looplm.cli.main import main
 from looplm.data.batching import check_divisible
@@ -181,7 +182,7 @@ def test_an_unreachable_rendezvous_fails_within_the_timeout(tmp_path, monkeypatc
 
 
 def test_helpers():
-    assert distributed.strip_nproc(["train", "--nproc", "2", "--bs", "8", "--nproc=3"]) == ["train", "--bs", "8"]
+    assert strip_nproc(["train", "--nproc", "2", "--bs", "8", "--nproc=3"]) == ["train", "--bs", "8"]
     check_divisible(64, 4)
     with pytest.raises(LooplmError, match="use a multiple of 3"):
         check_divisible(64, 3)

@@ -34,8 +34,6 @@ import dataclasses
 import functools
 import hashlib
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Iterable, Sequence, TypeVar
@@ -141,6 +139,10 @@ class Distributed:
         """sum_r(value_r * weight_r) / sum_r(weight_r): a mean over rows from per-rank means."""
         return value
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any."""
+        return flag
+
     def should_stop(self, requested: bool, train_iter: int) -> bool:
         """Whether to stop after update ``train_iter``, given this rank's Ctrl-C: every rank
         must stop at the same update (a rank that stops alone leaves the others waiting in
@@ -210,9 +212,11 @@ class TorchrunJob(Distributed):
     def weighted_mean(self, value: Tensor, weight: int) -> Tensor:
         total, weights = self.sum(value.detach() * weight, weight)
         return total / weights
+    def any(self, flag: bool) -> bool:
+        return bool(self.sum(float(flag))[0] > 0)
 
     def should_stop(self, requested: bool, train_iter: int) -> bool:
-        return train_iter % self.stop_check_every == 0 and bool(self.sum(float(requested))[0] > 0)
+        return train_iter % self.stop_check_every == 0 and self.any(requested)
 
     @_collective
     def sync_gradients(self, params: Iterable[nn.Parameter]) -> None:
@@ -370,29 +374,3 @@ def _rendezvous(backend: str, rank: int, world: int, options: DistOptions) -> No
             f"{options.rendezvous_timeout:g} s ({reason}): start every rank with the same "
             "MASTER_ADDR/MASTER_PORT (torchrun --rdzv-endpoint), check that it is reachable, "
             "or give the other ranks more time with --dist-timeout") from None
-
-
-def strip_nproc(argv: Sequence[str]) -> list[str]:
-    """``argv`` without ``--nproc N`` / ``--nproc=N``."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out
-
-
-def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run ``looplm <argv>`` as ``nproc`` ranks on this machine with torchrun (standalone
-    rendezvous on a free port); returns torchrun's exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "looplm", *strip_nproc(argv)]
-    proc = subprocess.Popen(cmd)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:  # torchrun got the Ctrl-C too: its workers checkpoint and stop
-        proc.wait()
-        return 130

@@ -48,13 +48,10 @@ class FiniteWatch:
         self.alive &= torch.isfinite(value.detach()).all()
         self.n_ok += self.alive
 
-    def check(self, epoch: int, dist=None) -> None:
-        """Raise :class:`NonFiniteTraining` naming the first bad batch (one sync; in a
-        data-parallel job every rank stops when any rank saw one)."""
-        ok = bool(self.alive)
-        if dist is not None and dist.world_size > 1:
-            ok = not bool(dist.sum(float(not ok))[0] > 0)
-        if not ok:
+    def check(self, epoch: int, dist) -> None:
+        """Raise :class:`NonFiniteTraining` naming the first bad batch (one sync; ``dist``, the
+        learner's :class:`looplm.distributed.Distributed`: every rank stops when any saw one)."""
+        if dist.any(not bool(self.alive)):
             raise NonFiniteTraining(epoch, self.start + int(self.n_ok) if not bool(self.alive) else None)
 
 

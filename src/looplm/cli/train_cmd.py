@@ -18,6 +18,7 @@ from looplm.runconfig import TrainConfig, strategy_from_flags
 from looplm.tbptt import MODES
 from looplm.training import train
 from looplm import distributed
+from looplm.cli.launch import launch
 
 
 def add_parser(sub) -> None:
@@ -73,7 +74,7 @@ def handle(args) -> int:
     if args.nproc and args.nproc > 1 and distributed.env_world_size() == 1:  # not yet a rank: start torchrun
         if not args.resume:
             check_divisible(args.bs, args.nproc)  # before any process starts
-        return distributed.launch(args.nproc, getattr(args, "argv", None) or ["train"])
+        return launch(args.nproc, getattr(args, "argv", None) or ["train"])
     args.quiet = args.quiet or not distributed.is_main()  # only rank 0 prints
     options = distributed.DistOptions(rendezvous_timeout=args.dist_timeout)
     if args.resume:
