@@ -10,15 +10,6 @@ from looplm.errors import LooplmError
 from looplm.tbptt import truncated_bptt
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: a thread pool only adds contention on a busy machine (10x slower here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_target_is_the_input_delay_steps_back():
     inputs, targets = echo_stream(1000, delay=3, vocab_sz=5, seed=7)
     assert inputs.shape == targets.shape == (1000,) and inputs.dtype == torch.int64

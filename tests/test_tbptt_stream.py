@@ -24,15 +24,6 @@ from looplm.tbptt.stream import _History
 N_IN, N_OUT = 3, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: a thread pool only adds contention on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class DictRNN(nn.Module):
     """A GRU then an LSTM over (bs, n, N_IN) floats, with a dict state that also carries an
     integer step count (read by the output, so it must be carried right) and a None leaf."""
