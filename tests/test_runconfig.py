@@ -83,7 +83,8 @@ BAD = [
     (lambda c: c.update(format=3), "format 3"),
     (lambda c: c.update(training=[1, 2]), "lacks its 'training' section"),
     (lambda c: c["model"].pop("name"), 'model lacks its "name"'),
-    (lambda c: c["training"].pop("lr"), "training lacks the key 'lr'"),
+    (lambda c: c["training"].update(lr_max=0.1), "training has an unknown key 'lr_max'"),
+    (lambda c: c["training"].update(clip="none"), "training.clip must be a number, got 'none'"),
 ]
 
 
@@ -94,6 +95,14 @@ def test_a_config_that_breaks_the_format_is_one_line_naming_the_key(damage, mess
     with pytest.raises(LooplmError, match=message) as err:
         config_from_dict(config)
     assert "\n" not in str(err.value)
+
+
+def test_a_setting_missing_from_the_training_section_takes_its_default():
+    """A newer looplm may add training settings: files written before them still read."""
+    config = _dict(TrainConfig(model="lm4", sl=3, lr=0.5))
+    del config["training"]["clip"], config["training"]["strategy"]
+    cfg = config_from_dict(config).train
+    assert (cfg.lr, cfg.clip, cfg.strategy) == (0.5, None, ChunksSpec())
 
 
 def test_a_0_1_run_keeps_only_what_its_model_and_source_use():

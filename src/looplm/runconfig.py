@@ -166,26 +166,13 @@ class TrainConfig:
         self.strategy.validate(self.sl)
 
 
-@dataclass
-class _Training:
-    """config.json's "training" section: TrainConfig without its model and data parts."""
-
-    epochs: int
-    lr: float
-    wd: float
-    bs: int
-    sl: int
-    seed: int
-    alpha: float
-    beta: float
-    clip: float | None
-    moms: tuple[float, float, float]
-    device: str
-    group: bool
-    strategy: dict[str, Any]
+# the TrainConfig fields that config.json keeps in the "model" and "data" sections; every other
+# field (a new one too) is written to and read from "training", a missing one taking its default
+_PARTS = ("data", "model", "data_options", "model_config")
 
 
-_TRAINING = [f.name for f in dataclasses.fields(_Training)]
+def _training_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _PARTS]
 
 
 @dataclass
@@ -203,8 +190,9 @@ class RunConfig:
 def config_to_dict(cfg: TrainConfig, model_config: Any) -> dict[str, Any]:
     """config.json's content: the model's config, the data source's own options, the training."""
     options = dataclasses.asdict(cfg.data_options)
-    training = {name: getattr(cfg, name) for name in _TRAINING}
-    training.update(moms=list(cfg.moms), strategy=strategy_to_dict(cfg.strategy))
+    training = {name: getattr(cfg, name) for name in _training_fields()}
+    training = {k: list(v) if isinstance(v, tuple) else v for k, v in training.items()}
+    training["strategy"] = strategy_to_dict(cfg.strategy)
     return {
         "format": FORMAT,
         "looplm_version": __version__,
@@ -236,11 +224,11 @@ def config_from_dict(config: Any, where: str = CONFIG) -> RunConfig:
     own = set(source_options(source))
     if set(data) - own:
         raise LooplmError(f"{where}: data has a key {sorted(set(data) - own)[0]!r} that {source} does not use")
-    settings = dataclasses.asdict(from_dict(_Training, training, f"{where}: training"))
-    settings["strategy"] = strategy_from_dict(settings["strategy"], f"{where}: training.strategy")
-    settings["moms"] = tuple(settings["moms"])
+    strategy = (strategy_from_dict(training.pop("strategy"), f"{where}: training.strategy")
+                if "strategy" in training else ChunksSpec())
     own_model = {k: v for k, v in dataclasses.asdict(model_config).items() if k != "vocab_sz"}
-    cfg = TrainConfig(data=source, model=name, data_options=options, model_config=own_model, **settings)
+    cfg = from_dict(TrainConfig, training, f"{where}: training", fixed=dict(
+        data=source, model=name, data_options=options, model_config=own_model, strategy=strategy))
     return RunConfig(cfg, model_config)
 
 
@@ -281,7 +269,7 @@ def _from_format_1(config: dict[str, Any], where: str) -> dict[str, Any]:
         strategy = strategy_to_dict(strategy_from_flags(
             train.pop("k1"), train.pop("k2"), train.pop("tbptt_mode"), train.pop("overlap"), train.pop("burn_in"),
             train.pop("variable_sl")))
-        training = {k: train[k] for k in _TRAINING if k != "strategy"}
+        training = {k: train[k] for k in _training_fields() if k in train}
     except (KeyError, TypeError, AttributeError) as err:
         raise LooplmError(f"{where} does not hold looplm training settings ({err}): retrain") from None
     return {"format": FORMAT, "looplm_version": config.get("looplm_version"), "model": {"name": name, **model},
