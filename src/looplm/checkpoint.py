@@ -47,7 +47,7 @@ from looplm.errors import LooplmError
 from looplm.finite import all_finite
 from looplm.learner import Learner, TrainerSnapshot
 from looplm.rundir import weights_mismatch
-from looplm.state import state_from_named, state_to_named
+from looplm.state import State, state_from_flat, state_from_named, state_to_flat
 
 CHECKPOINT = "checkpoint"  # checkpoints are CHECKPOINT-<number>; a bare CHECKPOINT/ is read too (older runs)
 _NUMBERED = re.compile(rf"{CHECKPOINT}-(\d+)")
@@ -97,7 +97,9 @@ class TrainingInterrupted(Exception):
 
 
 def _trainer_files(snap: TrainerSnapshot) -> tuple[dict[str, Tensor], dict]:
-    state_kind, tensors = state_to_named(snap.state)
+    flat = state_to_flat(snap.state, "state")
+    state_spec = flat.pop("state.spec")  # the state's structure (JSON text) goes to trainer.json
+    tensors: dict[str, Tensor] = dict(flat)
     opt = snap.optimizer
     for pid, slots in opt["state"].items():
         for name, value in slots.items():
@@ -106,7 +108,7 @@ def _trainer_files(snap: TrainerSnapshot) -> tuple[dict[str, Tensor], dict]:
     tensors.update({f"rng.{rank}": rng for rank, rng in enumerate(snap.rank_rngs)})  # data parallel
     meta = {
         "epoch": snap.epoch, "batch": snap.batch, "train_iter": snap.train_iter, "history": snap.history,
-        "loss_sum": snap.loss_sum, "state": state_kind, "param_groups": opt["param_groups"],
+        "loss_sum": snap.loss_sum, "state_spec": state_spec, "param_groups": opt["param_groups"],
         "opt_slots": {str(pid): sorted(slots) for pid, slots in opt["state"].items()},
         "rank_rngs": len(snap.rank_rngs),
     }
@@ -145,6 +147,12 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, snap: TrainerSnapshot
     return final
 
 
+def _state(meta: dict, tensors: dict[str, Tensor]) -> State:
+    if "state_spec" in meta:
+        return state_from_flat({**tensors, "state.spec": meta["state_spec"]}, "state")
+    return state_from_named(meta["state"], tensors)  # a checkpoint of looplm 0.1
+
+
 def load_checkpoint(run_dir: str | Path, model: nn.Module) -> TrainerSnapshot:
     """Load the weights into ``model`` and return the trainer snapshot; weights of other
     shapes (e.g. another vocab) are refused by name before anything is loaded."""
@@ -166,7 +174,7 @@ def load_checkpoint(run_dir: str | Path, model: nn.Module) -> TrainerSnapshot:
         }
         snap = TrainerSnapshot(
             epoch=meta["epoch"], batch=meta["batch"], train_iter=meta["train_iter"], history=meta["history"],
-            loss_sum=meta["loss_sum"], state=state_from_named(meta["state"], tensors), optimizer=optimizer,
+            loss_sum=meta["loss_sum"], state=_state(meta, tensors), optimizer=optimizer,
             rng=tensors["rng"], rank_rngs=tuple(tensors[f"rng.{r}"] for r in range(meta.get("rank_rngs", 0))),
         )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError, TypeError,

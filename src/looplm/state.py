@@ -84,23 +84,13 @@ def state_from_flat(flat: dict[str, Any], prefix: str) -> State:
 
 
 def cat_rows(first: State, rest: State) -> State:
-    """Two states side by side along the batch (dim 1 of every tensor)."""
-    if isinstance(first, Tensor):
-        return torch.cat([first, rest], 1)
-    return tuple(torch.cat([f, r], 1) for f, r in zip(first, rest))
-
-
-def state_to_named(state: State) -> tuple[str, dict[str, Tensor]]:
-    """A state as a kind ("none", "tensor" or "tuple:n") and named tensors, for a file
-    that holds tensors by name (a checkpoint); :func:`state_from_named` reverses it."""
-    if state is None:
-        return "none", {}
-    if isinstance(state, Tensor):
-        return "tensor", {"state.0": state}
-    return f"tuple:{len(state)}", {f"state.{i}": t for i, t in enumerate(state)}
+    """Two states of one structure side by side along the batch (dim 1 of every tensor)."""
+    return pytree.tree_map(lambda a, b: torch.cat([a, b], 1), first, rest)
 
 
 def state_from_named(kind: str, tensors: dict[str, Tensor]) -> State:
+    """The state of a looplm 0.1 checkpoint: ``kind`` "none", "tensor" or "tuple:n", its
+    tensors named ``state.i`` (later checkpoints use :func:`state_to_flat`)."""
     if kind == "none":
         return None
     if kind == "tensor":
