@@ -120,7 +120,7 @@ BAD = [
     ("blank", b" \n\t ", "holds 0 token(s)"),
     ("latin1", "zan to caf\xe9 ,".encode("latin-1"), "is not UTF-8"),
     ("unknown", b"zan to banana , end .", "'banana' is not in the"),
-    ("nofile", None, "cannot read"),
+    ("nofile", None, "does not exist"),
     ("players", b"zan to zan , end . ", "impossible for players random,random"),
 ]
 

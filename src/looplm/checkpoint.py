@@ -33,8 +33,9 @@ import shutil
 import signal
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -44,10 +45,12 @@ from torch import Tensor, nn
 from looplm.atomic import fsync_dir, fsync_file, umask_mode
 from looplm.callbacks import Callback
 from looplm.errors import LooplmError
+from looplm.files import check_file, read_json
+from looplm.strict import from_dict
 from looplm.finite import all_finite
-from looplm.learner import Learner, TrainerSnapshot
+from looplm.learner import EpochMetrics, Learner, TrainerSnapshot, param_groups
 from looplm.rundir import weights_mismatch
-from looplm.state import State, state_from_flat, state_from_named, state_to_flat
+from looplm.state import State, state_from_flat, state_from_named, state_leaves, state_to_flat
 
 CHECKPOINT = "checkpoint"  # checkpoints are CHECKPOINT-<number>; a bare CHECKPOINT/ is read too (older runs)
 _NUMBERED = re.compile(rf"{CHECKPOINT}-(\d+)")
@@ -147,44 +150,98 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, snap: TrainerSnapshot
     return final
 
 
-def _state(meta: dict, tensors: dict[str, Tensor]) -> State:
-    if "state_spec" in meta:
-        return state_from_flat({**tensors, "state.spec": meta["state_spec"]}, "state")
-    return state_from_named(meta["state"], tensors)  # a checkpoint of looplm 0.1
+@dataclass
+class TrainerMeta:
+    """trainer.json, as :func:`save_checkpoint` writes it (checked by looplm.strict)."""
+
+    epoch: int
+    batch: int
+    train_iter: int
+    history: list[EpochMetrics]
+    loss_sum: float
+    param_groups: list[dict[str, Any]]
+    opt_slots: dict[str, list[str]]
+    rank_rngs: int = 0
+    state_spec: str | None = None  # the carried state's structure (torch pytree spec, JSON text)
+    state: str | None = None  # looplm 0.1: "none", "tensor" or "tuple:n"
+
+    def __post_init__(self) -> None:
+        if min(self.epoch, self.batch, self.train_iter, self.rank_rngs) < 0:
+            raise LooplmError("epoch, batch, train_iter and rank_rngs must not be negative")
+        if self.state is not None and not re.fullmatch(r"none|tensor|tuple:([1-9]|1[0-6])", self.state):
+            raise LooplmError(f"unknown state kind {self.state!r}")
 
 
-def load_checkpoint(run_dir: str | Path, model: nn.Module) -> TrainerSnapshot:
-    """Load the weights into ``model`` and return the trainer snapshot; weights of other
-    shapes (e.g. another vocab) are refused by name before anything is loaded."""
+def _state(meta: TrainerMeta, tensors: dict[str, Tensor]) -> State:
+    if meta.state_spec is not None:
+        return state_from_flat({**tensors, "state.spec": meta.state_spec}, "state")
+    return state_from_named(meta.state or "none", tensors)  # a checkpoint of looplm 0.1
+
+
+def _check_tensors(model: nn.Module, meta: TrainerMeta, tensors: dict[str, Tensor], bs: int | None) -> str | None:
+    """What is wrong with the optimiser, RNG and state tensors of a checkpoint (None: nothing)."""
+    params = [p for g in param_groups(model, 0.0) for p in g["params"]]
+    if [i for g in meta.param_groups for i in g.get("params", ())] != list(range(len(params))):
+        return f"its optimiser groups do not hold the model's {len(params)} parameters"
+    rng = torch.get_rng_state()
+    for key in ["rng", *(f"rng.{r}" for r in range(meta.rank_rngs))]:
+        if key not in tensors or tensors[key].dtype != rng.dtype or tensors[key].shape != rng.shape:
+            return f"its RNG state {key} is not a {rng.dtype} tensor of shape {list(rng.shape)}"
+    for pid, names in meta.opt_slots.items():
+        if not pid.isdigit() or int(pid) >= len(params):
+            return f"it holds optimiser state for parameter {pid!r} of {len(params)}"
+        for name in names:
+            t = tensors.get(f"opt.{pid}.{name}")
+            want = () if name == "step" else tuple(params[int(pid)].shape)
+            if t is None or tuple(t.shape) != want or not t.is_floating_point():
+                return f"its optimiser state opt.{pid}.{name} is not a float tensor of shape {list(want)}"
+    try:
+        leaves = state_leaves(_state(meta, tensors))
+    except Exception as err:  # a structure torch's pytree cannot read, or a tensor it names is missing
+        return f"its hidden state cannot be rebuilt ({type(err).__name__}: {err})"
+    for t in leaves:
+        if t is not None and (t.dim() < 2 or not t.is_floating_point() or (bs is not None and t.shape[1] != bs)):
+            return f"its hidden state holds a tensor of shape {list(t.shape)}, not float rows of {bs}"
+    return None
+
+
+def load_checkpoint(run_dir: str | Path, model: nn.Module, bs: int | None = None) -> TrainerSnapshot:
+    """Load the weights into ``model`` and return the trainer snapshot (``bs``: the run's rows,
+    which the hidden state must have). Every part is checked before it is used: weights of
+    other shapes (e.g. another vocab) are refused by name before anything is loaded,
+    trainer.json against :class:`TrainerMeta`, the tensors against the model."""
     path = latest_checkpoint(run_dir) or Path(run_dir) / CHECKPOINT
-    if not (path / "trainer.json").is_file():
+    if not (path / "trainer.json").exists():
         raise LooplmError(f"{run_dir} has no checkpoint to resume from (train with --out first)")
+    fix = "resume is not possible, retrain"
+    meta = from_dict(TrainerMeta, read_json(path / "trainer.json", "the checkpoint's trainer.json", fix),
+                     str(path / "trainer.json"))
+    for name in ("model.safetensors", "trainer.safetensors"):
+        check_file(path / name, "the checkpoint file", fix)
     why = weights_mismatch(model, path / "model.safetensors", getattr(getattr(model, "config", None), "vocab_sz", None))
     if why:
         raise LooplmError(f"the checkpoint in {path} does not fit the model config.json describes: {why} "
                           "(the run directory mixes files of different runs)")
     try:
-        meta = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
         tensors = load_file(str(path / "trainer.safetensors"))
-        optimizer = {
-            "state": {int(pid): {name: tensors[f"opt.{pid}.{name}"] for name in names}
-                      for pid, names in meta["opt_slots"].items()},
-            "param_groups": meta["param_groups"],
-        }
-        snap = TrainerSnapshot(
-            epoch=meta["epoch"], batch=meta["batch"], train_iter=meta["train_iter"], history=meta["history"],
-            loss_sum=meta["loss_sum"], state=_state(meta, tensors), optimizer=optimizer,
-            rng=tensors["rng"], rank_rngs=tuple(tensors[f"rng.{r}"] for r in range(meta.get("rank_rngs", 0))),
-        )
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, ValueError, TypeError,
-            SafetensorError, RuntimeError) as err:
-        raise LooplmError(f"the checkpoint in {path} is damaged ({err}): resume is not possible, retrain") from None
+        why = _check_tensors(model, meta, tensors, bs)
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+    except (OSError, ValueError, SafetensorError, RuntimeError) as err:
+        raise LooplmError(f"the checkpoint in {path} is damaged ({err}): {fix}") from None
+    if why:
+        raise LooplmError(f"the checkpoint in {path} is damaged: {why}; {fix}")
     if missing or unexpected:
         raise LooplmError(f"the checkpoint in {path} does not match the model: missing {missing}, unexpected {unexpected}")
     if not all_finite(model):
-        raise LooplmError(f"the checkpoint in {path} holds non-finite weights: resume is not possible, retrain")
-    return snap
+        raise LooplmError(f"the checkpoint in {path} holds non-finite weights: {fix}")
+    optimizer = {"state": {int(pid): {name: tensors[f"opt.{pid}.{name}"] for name in names}
+                           for pid, names in meta.opt_slots.items()},
+                 "param_groups": meta.param_groups}
+    return TrainerSnapshot(
+        epoch=meta.epoch, batch=meta.batch, train_iter=meta.train_iter, history=[m.as_dict() for m in meta.history],
+        loss_sum=meta.loss_sum, state=_state(meta, tensors), optimizer=optimizer,
+        rng=tensors["rng"], rank_rngs=tuple(tensors[f"rng.{r}"] for r in range(meta.rank_rngs)),
+    )
 
 
 class Checkpointer(Callback):

@@ -346,7 +346,11 @@ class Learner:
         self._loss_sum = torch.tensor(snap.loss_sum, device=self.device)
         state, rng = self.dist.rows_of(snap.state), self.dist.own_rng(snap.rng, snap.rank_rngs)
         self.state = map_state(state, lambda t: t.to(self.device))
-        self.opt.load_state_dict(snap.optimizer)
+        try:
+            self.opt.load_state_dict(snap.optimizer)
+        except (ValueError, KeyError, RuntimeError) as err:  # another grouping of the parameters
+            raise LooplmError(f"the checkpoint's optimiser state does not fit this model ({err}): "
+                              "resume is not possible, retrain") from None
         torch.set_rng_state(rng)
 
     @torch.no_grad()

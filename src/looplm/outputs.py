@@ -44,7 +44,7 @@ class OutputKind:
 
 TMP = ".*.tmp"  # looplm.atomic's temporary files, left by a killed writer
 RUN = OutputKind("looplm run directory", True, marker="config.json", owned=(
-    "config.json", "vocab.json", "tokenizer.json", "model.safetensors", "metrics.csv", "curves.png",
+    "config.json", "vocab.json", "tokenizer.json", "data.json", "model.safetensors", "metrics.csv", "curves.png",
     "checkpoint", "checkpoint-*", ".checkpoint*", "CHECKPOINT", TMP, "tensorboard", "train.log"))
 REPORT = OutputKind("looplm report directory", True, marker="results.json",
                     owned=("REPORT.md", "results.json", "*.png", TMP))

@@ -29,6 +29,8 @@ from looplm.data.sources import is_text_path, load_corpus
 from looplm.data.tokenize import load_tokenizer
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
+from looplm.files import check_file
+from looplm.fingerprint import check_fingerprint, fingerprint
 from looplm.distributed import DistOptions
 from looplm.rundir import VOCAB
 from looplm.runconfig import RunConfig, TrainConfig, load_config
@@ -46,11 +48,13 @@ def open_resume(run_dir: str | Path, config: RunConfig) -> tuple[TrainConfig, Co
     if ckpt is None:
         raise LooplmError(f"{run_dir} has no checkpoint to resume from (one is written after every epoch "
                           "and on Ctrl-C): train again")
-    missing = [name for name in CHECKPOINT_FILES if not (ckpt / name).is_file()]
+    missing = [name for name in CHECKPOINT_FILES if not (ckpt / name).exists()]
     if missing:
         raise LooplmError(f"the checkpoint in {ckpt} is incomplete (no {', '.join(missing)}): "
                           "resume is not possible, retrain")
-    if not (run_dir / VOCAB).is_file():
+    for name in CHECKPOINT_FILES:
+        check_file(ckpt / name, "the checkpoint file", "resume is not possible, retrain")
+    if not (run_dir / VOCAB).exists():
         raise LooplmError(f"the run directory {run_dir} has no {VOCAB}: resume is not possible, retrain")
     vocab = Vocab.load(run_dir / VOCAB)
     vocab_sz = config.model_config.vocab_sz
@@ -65,6 +69,7 @@ def open_resume(run_dir: str | Path, config: RunConfig) -> tuple[TrainConfig, Co
         if tuple(corpus.vocab.itos) != tuple(vocab.itos):
             raise LooplmError(f"the data {cfg.data} now has a vocab of {len(corpus.vocab)} tokens, the run's "
                               f"{VOCAB} has {len(vocab)}: resume needs the data the run was trained on")
+    check_fingerprint(run_dir, fingerprint(corpus, cfg.data, cfg.data_options.valid), "resume")
     return cfg, corpus
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
@@ -28,6 +29,7 @@ from looplm import __version__
 from looplm.atomic import atomic_write_text
 from looplm.data.sources import DataOptions, source_options
 from looplm.errors import LooplmError
+from looplm.files import read_json
 from looplm.models.registry import model_spec
 from looplm.strict import from_dict
 from looplm.tbptt import MODES
@@ -151,6 +153,15 @@ class TrainConfig:
     strategy: StrategySpec = field(default_factory=ChunksSpec)  # how the training stream becomes updates
 
     def validate(self) -> None:
+        reals = {"--lr": self.lr, "--wd": self.wd, "--alpha": self.alpha, "--beta": self.beta,
+                 "--clip": 1.0 if self.clip is None else self.clip, "--moms": sum(self.moms)}
+        for flag, value in reals.items():
+            if not math.isfinite(value):
+                raise LooplmError(f"{flag} must be finite, got {value}")
+        if not all(0 <= m < 1 for m in self.moms):
+            raise LooplmError(f"--moms must each lie in [0, 1), got {' '.join(map(str, self.moms))}")
+        if not 0 <= self.seed < 2**63:
+            raise LooplmError(f"--seed must lie in [0, 2**63), got {self.seed}")
         if self.epochs < 1:
             raise LooplmError(f"--epochs must be at least 1, got {self.epochs}")
         if not self.lr > 0:
@@ -229,6 +240,10 @@ def config_from_dict(config: Any, where: str = CONFIG) -> RunConfig:
     own_model = {k: v for k, v in dataclasses.asdict(model_config).items() if k != "vocab_sz"}
     cfg = from_dict(TrainConfig, training, f"{where}: training", fixed=dict(
         data=source, model=name, data_options=options, model_config=own_model, strategy=strategy))
+    try:
+        cfg.validate()
+    except LooplmError as err:
+        raise LooplmError(f"{where}: {err}") from None
     return RunConfig(cfg, model_config)
 
 
@@ -242,13 +257,9 @@ def load_config(run_dir: str | Path, missing: str = "point at a directory writte
     """The settings of the run in ``run_dir``, from its config.json; ``missing`` and ``damaged``
     end the message when there is none or it cannot be read."""
     path = Path(run_dir) / CONFIG
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LooplmError(f"{run_dir} is not a run directory (no {CONFIG}): {missing}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LooplmError(f"{path} is damaged ({err}): {damaged}") from None
-    return config_from_dict(config, str(path))
+    if not (path.exists() or path.is_symlink()):
+        raise LooplmError(f"{run_dir} is not a run directory (no {CONFIG}): {missing}")
+    return config_from_dict(read_json(path, "the run config", damaged), str(path))
 
 
 def _pop_name(section: dict[str, Any], where: str) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
@@ -25,6 +26,7 @@ from torch import nn
 from looplm.atomic import atomic_write, atomic_write_text
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
+from looplm.files import check_file
 from looplm.finite import all_finite
 from looplm.models.registry import model_spec
 from looplm.runconfig import CONFIG, RunConfig, load_config, write_config
@@ -79,11 +81,14 @@ class LoadedRun:
 
 
 def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
-    """Rebuild the model of a run directory and load its weights (safetensors only)."""
+    """Rebuild the model of a run directory and load its weights (safetensors only). The
+    weights' shapes are compared, from the file's header, with a model built on the meta
+    device first: a config.json that asks for a huge model allocates nothing."""
     path = Path(path)
     for name in (CONFIG, VOCAB, WEIGHTS):
-        if not (path / name).is_file():
+        if not (path / name).exists():
             raise LooplmError(f"the run directory {path} has no {name}: point --run at a directory written by looplm train")
+        check_file(path / name, f"the run's {name}")
     config = load_config(path)
     name = config.model
     vocab = Vocab.load(path / VOCAB)
@@ -92,11 +97,13 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
             f"{path}: the weights were trained with a vocab of {config.model_config.vocab_sz} tokens "
             f"but vocab.json has {len(vocab)}: the run directory mixes files of different runs"
         )
-    model = model_spec(name).build(config.model_config)
-    why = weights_mismatch(model, path / WEIGHTS, len(vocab))
+    spec = model_spec(name)
+    with torch.device("meta"):  # shapes only: a config that asks for a huge model allocates nothing
+        why = weights_mismatch(spec.build(config.model_config), path / WEIGHTS, len(vocab))
     if why:
         raise LooplmError(f"{path / WEIGHTS} does not fit model {name} as config.json describes it: {why} "
                           "(the run directory mixes files of different runs)")
+    model = spec.build(config.model_config)
     try:
         missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False, device=device)
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:

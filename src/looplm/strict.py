@@ -2,13 +2,15 @@
 is one :class:`LooplmError` naming where it is (``config.json: training.bs must be a whole
 number, got "64"``). Any file looplm reads back into a config goes through :func:`from_dict`.
 
-Types understood: bool, int, float (an int is accepted), str, ``X | None``, ``tuple[float, ...]``
-and fixed-length tuples (from JSON lists), ``dict[str, Any]``, and nested dataclasses.
+Types understood: bool, int, float (an int is accepted; nan and inf are not), str, ``X | None``,
+``tuple[float, ...]`` and fixed-length tuples, ``list[X]`` (from JSON lists), ``dict[str, X]``,
+and nested dataclasses.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar
@@ -49,6 +51,10 @@ def convert(kind: Any, value: Any, where: str) -> Any:
         if len(concrete) == 1:
             return convert(concrete[0], value, where)
         raise TypeError(f"{where}: a union of several types is not supported")
+    if origin is list:
+        if not isinstance(value, list):
+            raise LooplmError(f"{where} must be a list, got {_show(value)}")
+        return [convert(args[0] if args else Any, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise LooplmError(f"{where} must be a list, got {_show(value)}")
@@ -59,12 +65,15 @@ def convert(kind: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise LooplmError(f"{where} must be a JSON object, got {_show(value)}")
-        return dict(value)
+        inner = args[1] if len(args) == 2 else Any
+        return {k: convert(inner, v, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(kind):
         return from_dict(kind, value, where)
     if kind is Any:
         return value
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise LooplmError(f"{where} must be a finite number, got {_show(value)}")
         return float(value)
     if kind in _NAMES and (type(value) is not kind):
         raise LooplmError(f"{where} must be {_NAMES[kind]}, got {_show(value)}")

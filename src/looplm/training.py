@@ -20,6 +20,7 @@ from looplm.device import resolve_device, seed_everything
 from looplm.distributed import DistOptions, Distributed, setup
 from looplm.errors import LooplmError
 from looplm.finite import check_weights
+from looplm.fingerprint import fingerprint, save_fingerprint
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
 from looplm.plots import plot_curves
@@ -63,7 +64,9 @@ def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] |
     seed_everything(cfg.seed)
     train, valid = corpus.batches(cfg.bs, cfg.sl, spec.layout, group=cfg.group, rank=dist.rank,
                                   world_size=dist.world_size)
-    model = spec.build(spec.make_config(len(corpus.vocab), **cfg.model_config))
+    model_config = spec.make_config(len(corpus.vocab), **cfg.model_config)
+    spec.check_fits_memory(model_config)
+    model = spec.build(model_config)
     dist.join_model(model, cfg.seed)
     return Learner(model, train, valid, wd=cfg.wd, device=dist.device, log=log, progress=progress,
                    strategy=strategy, dist=dist)
@@ -133,13 +136,13 @@ def train(
     learner.check_fit(cfg.epochs, cfg.lr, cbs)  # the last refusal: nothing is written before it
     snapshot = None
     if resume:  # the run's own files stay as they are; a checkpoint that does not load stops here
-        snapshot = dist.main_only(lambda: load_checkpoint(out, learner.model))
+        snapshot = dist.main_only(lambda: load_checkpoint(out, learner.model, cfg.bs))
         dist.broadcast_module(learner.model)  # the weights rank 0 loaded
     checkpointer = None if out is None else Checkpointer(out)
     if out is not None:
         config = config_to_dict(cfg, learner.model.config)
         if not resume:
-            dist.main_only(lambda: _start_run(output, corpus, config))
+            dist.main_only(lambda: _start_run(output, corpus, config, cfg))
         cbs.append(checkpointer)
     with stop_on_sigint(checkpointer) if checkpointer else nullcontext():
         learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot)
@@ -152,9 +155,11 @@ def train(
     return TrainResult(learner, corpus, cfg)
 
 
-def _start_run(output: Output, corpus: Corpus, config: dict[str, Any]) -> None:
+def _start_run(output: Output, corpus: Corpus, config: dict[str, Any], cfg: TrainConfig) -> None:
     """The run directory before the first epoch (created only now, every check passed):
-    config, vocab, and the tokenizer, so that eval and generate read text as training did."""
+    config, vocab, the tokenizer (eval and generate read text as training did) and the data's
+    fingerprint (resume and eval refuse data that changed)."""
     out = output.create()
     save_run(out, None, corpus.vocab, config, [])
     save_tokenizer(tokenizer_for(corpus), out)
+    save_fingerprint(out, fingerprint(corpus, cfg.data, cfg.data_options.valid))

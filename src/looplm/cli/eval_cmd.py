@@ -24,6 +24,8 @@ from looplm.data.sources import is_text_path, load_corpus
 from looplm.data.tokenize import TOKENIZER, Tokenizer, WordTokenizer, load_tokenizer
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
+from looplm.files import check_file
+from looplm.fingerprint import check_fingerprint, fingerprint
 from looplm.evaluate import WARMUP, predict_stream, score_stream
 from looplm.losses import perplexity
 from looplm.rundir import load_run
@@ -52,6 +54,7 @@ def run_tokenizer(rundir: str, vocab: Vocab, data: str | None = None) -> Tokeniz
 
 def read_tokens(path: str, tok: Tokenizer) -> torch.Tensor:
     """A UTF-8 file as ids of ``tok``; text its vocab cannot write is an error."""
+    check_file(path, "--file", "point --file at a UTF-8 text file")
     try:
         text = Path(path).read_bytes().decode("utf-8")
     except OSError as err:
@@ -92,7 +95,9 @@ def evaluate(args) -> dict:
     if args.file:
         tokens = read_tokens(args.file, tok)
     else:  # the valid split exactly as training cut it (at the training sl), read by the run's tokenizer
-        tokens = load_corpus(data, options, tokenizer=tok, same_data=True).split(trained.sl)[1]
+        corpus = load_corpus(data, options, tokenizer=tok, same_data=True)
+        check_fingerprint(args.rundir, fingerprint(corpus, data, options.valid), "eval")
+        tokens = corpus.split(trained.sl)[1]
     out = {"run": str(args.rundir), "model": loaded.config.model, "data": args.file or f"{data} (valid)",
            "tokenizer": tok.spec, "n_tokens": len(tokens)}
     every = getattr(loaded.model, "layout", "every") == "every"

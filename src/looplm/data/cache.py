@@ -21,13 +21,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from looplm.atomic import atomic_write_text
+from looplm.atomic import atomic_write_text, umask_mode
+
+T = TypeVar("T")
 from looplm.errors import LooplmError
 
 STREAMS = ("train", "valid")
@@ -60,15 +62,17 @@ def _writable(folder: Path) -> Path:
     return folder
 
 
-def cached_json(key: str, build: Callable[[], dict[str, Any]], kind: str = "tokenizers") -> dict[str, Any]:
-    """The JSON stored under ``key``, or ``build()``'s, stored first."""
+def cached_json(key: str, build: Callable[[], dict[str, Any]], parse: Callable[[dict[str, Any]], T],
+                kind: str = "tokenizers") -> T:
+    """``parse`` of the JSON stored under ``key``; an entry that is missing, or damaged so that
+    ``parse`` refuses it, is replaced by ``build()``'s."""
     path = _writable(cache_dir() / kind) / f"{key}.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return parse(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
         data = build()
         atomic_write_text(path, json.dumps(data, ensure_ascii=False))
-        return data
+        return parse(data)
 
 
 class StreamWriter:
@@ -99,8 +103,8 @@ class CachedStreams:
     path: Path
 
 
-def _open(folder: Path) -> CachedStreams | None:
-    """The entry in ``folder``, or None when it is missing or damaged."""
+def _open(folder: Path, n_ids: int | None = None) -> CachedStreams | None:
+    """The entry in ``folder``, or None when it is missing or damaged (an id >= ``n_ids``)."""
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         dtype = np.dtype(meta["dtype"])
@@ -111,20 +115,25 @@ def _open(folder: Path) -> CachedStreams | None:
                 return None
             # mode "c": copy-on-write pages, so torch gets a writable array and the file is never changed
             tensors[name] = torch.from_numpy(np.memmap(path, dtype=dtype, mode="c", shape=(n,)))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, RecursionError):
         return None
+    if n_ids is not None and any(len(t) and int(t.numpy().max()) >= n_ids for t in tensors.values()):
+        return None  # one pass over the memmap, in C: a tokenised corpus is read once per run
     return CachedStreams(tensors["train"], tensors["valid"], meta, folder)
 
 
-def cached_streams(key: str, dtype: np.dtype, build: Callable[[StreamWriter], dict[str, Any]]) -> CachedStreams:
+def cached_streams(key: str, dtype: np.dtype, build: Callable[[StreamWriter], dict[str, Any]],
+                   n_ids: int | None = None) -> CachedStreams:
     """The streams stored under ``key``; on a miss, ``build(writer)`` writes them (and returns
-    extra metadata) into a temporary folder that is then renamed into place."""
+    extra metadata) into a temporary folder that is then renamed into place. ``n_ids``: an
+    entry holding an id of ``n_ids`` or more is damaged (rebuilt, never handed to a model)."""
     root = _writable(cache_dir() / "streams")
     final = root / key
-    found = _open(final)
+    found = _open(final, n_ids)
     if found is not None:
         return found
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+    os.chmod(tmp, umask_mode(0o777))
     try:
         writer = StreamWriter(tmp, dtype)
         try:
@@ -133,7 +142,7 @@ def cached_streams(key: str, dtype: np.dtype, build: Callable[[StreamWriter], di
             writer.close()
         meta = {**extra, "dtype": writer.dtype.name, "lengths": writer.lengths}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        if _open(final) is None:
+        if _open(final, n_ids) is None:
             shutil.rmtree(final, ignore_errors=True)  # a damaged entry
             try:
                 tmp.rename(final)
@@ -143,7 +152,7 @@ def cached_streams(key: str, dtype: np.dtype, build: Callable[[StreamWriter], di
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    found = _open(final)
+    found = _open(final, n_ids)
     if found is None:
         raise LooplmError(f"the token cache entry {final} is unreadable after writing it: "
                           "set LOOPLM_CACHE to another folder")

@@ -36,6 +36,7 @@ from looplm.data.cache import cache_key, cached_json, cached_streams, token_dtyp
 from looplm.data.corpus import Corpus
 from looplm.data.tokenize import SEP, Tokenizer, fit_tokenizer, parse_spec, safe_cut, tokenizer_from_dict
 from looplm.errors import LooplmError
+from looplm.files import check_file
 
 BLOCK = 1 << 20  # bytes read at a time
 
@@ -56,8 +57,8 @@ class TextSource:
             if not files:
                 raise LooplmError(f"the folder {path} holds no .txt files: put the documents in .txt files "
                                   "or point --data at one text file")
-        elif path.is_file():
-            files = [path]
+        elif path.exists():
+            files = [check_file(path, "the data file", "point --data at a UTF-8 text file or a folder of .txt files")]
         else:
             raise LooplmError(f"no such file or folder: {path}")
         sizes = [p.stat().st_size for p in files]
@@ -198,15 +199,15 @@ def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Pat
 
     def fit(spec: str) -> Tokenizer:
         train_text = (text for _, text, _ in parts["train"][0]())
-        return tokenizer_from_dict(cached_json(cache_key("fit", spec, split),
-                                               lambda: fit_tokenizer(spec, train_text).to_dict()))
+        return cached_json(cache_key("fit", spec, split), lambda: fit_tokenizer(spec, train_text).to_dict(),
+                           tokenizer_from_dict)
 
     tok = fit(tokenizer) if fitted is None else fitted
     if fitted is not None and same_data and parse_spec(fitted.spec)[0] != "bpe":
         _check_same_vocab(path, fitted, fit(fitted.spec))
     # the tokenizer itself is part of the key: same bytes and same tokenizer, same streams
     streams = cached_streams(cache_key("streams", split, json.dumps(tok.to_dict(), sort_keys=True)),
-                             token_dtype(len(tok.vocab)), lambda writer: _encode(writer, tok, parts))
+                             token_dtype(len(tok.vocab)), lambda writer: _encode(writer, tok, parts), len(tok.vocab))
     return TextCorpus(str(path), tok.vocab, streams.train, streams.meta["n_lines"], valid_pct,
                       streams.valid, tokenizer=tok, doc_starts=np.asarray(streams.meta["doc_starts"], np.int64),
                       shuffle_seed=shuffle_seed)

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from looplm.atomic import atomic_write_text
+from looplm.files import read_json
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
 
@@ -248,7 +249,7 @@ def load_tokenizer(run_dir: str | Path, vocab: Vocab | None = None) -> Tokenizer
         raise LooplmError(f"the run directory {run_dir} has no {TOKENIZER}: retrain it with this looplm "
                           "(or point --run at a complete run directory)")
     try:
-        tok = tokenizer_from_dict(json.loads(path.read_text(encoding="utf-8")))
+        tok = tokenizer_from_dict(read_json(path, "the tokenizer"))
     except LooplmError:
         raise
     except Exception as err:  # bad JSON, missing keys, or the tokenizers library's own parse errors

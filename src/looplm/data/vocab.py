@@ -10,6 +10,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from looplm.atomic import atomic_write_text
+from looplm.files import read_json
+from looplm.strict import from_dict
 from looplm.errors import LooplmError
 
 
@@ -76,8 +78,4 @@ class Vocab:
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(tuple(data["itos"]), data.get("unk"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-            raise LooplmError(f"cannot read the vocab {path}: {err} (is the run directory complete?)")
+        return from_dict(cls, read_json(path, "the vocab", "is the run directory complete?"), str(path))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from looplm.errors import LooplmError
@@ -54,6 +56,19 @@ class ModelSpec:
                                       f"{', '.join(sorted(fields - {'vocab_sz'}))}")
                 out[name] = value
         return out
+
+    def check_fits_memory(self, config: Any) -> None:
+        """Refuse settings whose training cannot fit in this machine's memory, before any of it
+        is allocated: the model is built on the meta device (shapes only) and its parameters
+        counted, four float32 copies each (weights, gradients, Adam's two moments)."""
+        with torch.device("meta"):
+            n = sum(p.numel() for p in self.build(config).parameters())
+        need = 16 * n
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > total:
+            raise LooplmError(f"model {self.name} with these settings has {n:,} parameters: training needs about "
+                              f"{need / 2**30:.1f} GiB, this machine has {total / 2**30:.1f} GiB "
+                              "(use a smaller --n-hidden, --emb-sz, --n-layers or vocab)")
 
     def make_config(self, vocab_sz: int, **overrides: Any) -> Any:
         fields = [f.name for f in dataclasses.fields(self.config_cls) if f.name != "vocab_sz"]
