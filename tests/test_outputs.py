@@ -4,6 +4,7 @@ The promise is tested as a property: for every refused command below, run in a f
 holds a finished run, a data file, a non-run folder and a plot, the folder is byte for byte
 what it was (no file written, removed or replaced, no empty folder left)."""
 
+import os
 import shutil
 
 import pytest
@@ -113,3 +114,15 @@ def test_overwrite_of_a_plot_needs_a_png(tmp_path):
     (tmp_path / "notes.png").write_text("not a plot")
     with pytest.raises(LooplmError, match="not a PNG plot"):
         Output(tmp_path / "notes.png", PNG, overwrite=True)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_every_file_of_a_run_honours_the_umask(folder, umask, capsys):
+    old = os.umask(umask)
+    try:
+        assert main(["train", "--data", str(folder / "d.txt"), *TINY, "--out", str(folder / "new" / "run")]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (folder / "new").rglob("*")}
+    for p in (folder / "new").rglob("*"):
+        assert modes[p.name] == (0o777 if p.is_dir() else 0o666) & ~umask, p

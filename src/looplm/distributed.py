@@ -33,6 +33,7 @@ import atexit
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -282,39 +283,50 @@ class TorchrunJob(Distributed):
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1).get_state()
 
     def main_only(self, fn: Callable[[], T]) -> T:
-        box: list[Any] = [None]
-        error = None
+        """``fn()`` on rank 0; its result (JSON: None, numbers, strings, lists, dicts) or its
+        LooplmError reaches every rank. Values that are not JSON stay on rank 0: use
+        :meth:`main_first` to have every rank compute its own."""
+        value, error, told = None, None, ["ok", None]
         if self.is_main:
             try:
-                box = [("ok", fn())]
+                value = fn()
+                told = ["ok", value if _is_json(value) else None]
             except LooplmError as err:
-                error, box = err, [("error", str(err))]
-        kind, value = self._from_main(box)
+                error, told = err, ["error", str(err)]
+        kind, shared = self._broadcast_json(told)
         if error is not None:
             raise error
         if kind == "error":
-            raise LooplmError(f"rank 0 failed: {value}")
-        return value
+            raise LooplmError(f"rank 0 failed: {shared}")
+        return value if self.is_main else shared
 
     @_collective
-    def _from_main(self, box: list[Any]) -> Any:
-        tdist.broadcast_object_list(box, src=0, group=self.group)
-        return box[0]
+    def _broadcast_json(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank, sent as JSON bytes in a tensor: nothing from
+        another rank is ever unpickled (``broadcast_object_list`` would)."""
+        data = json.dumps(value).encode("utf-8") if self.is_main else b""
+        size = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
+        tdist.broadcast(size, src=0, group=self.group)
+        buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if self.is_main and data
+               else torch.zeros(int(size), dtype=torch.uint8)).to(self.device)
+        tdist.broadcast(buf, src=0, group=self.group)
+        return json.loads(bytes(buf.cpu().numpy()).decode("utf-8"))
 
     def main_first(self, fn: Callable[[], T]) -> T:
         result: list[Any] = []
         self.main_only(lambda: result.append(fn()))  # only success or the LooplmError is shared
         return result[0] if self.is_main else fn()
 
-    @_collective
     def check_same(self, settings: dict[str, Any]) -> None:
-        gathered: list[Any] = [None] * self.world_size
-        tdist.all_gather_object(gathered, settings)
-        for rank, other in enumerate(gathered[1:], start=1):
-            diff = _differences(gathered[0], other)
-            if diff:
-                raise LooplmError(f"rank {rank} was started with other settings than rank 0 ({'; '.join(diff[:3])}): "
-                                  "start every rank with the same looplm train arguments and looplm version")
+        """Refuse, on every rank, a job whose ranks were started with other settings than rank 0
+        (rank 0's settings are broadcast as JSON; each rank compares, then all agree)."""
+        mine = json.loads(json.dumps(settings, default=str))
+        diff = _differences(self._broadcast_json(mine if self.is_main else None), mine)
+        differing = int(self.sum(float(bool(diff)))[0])
+        if differing:
+            where = f"this rank: {'; '.join(diff[:3])}" if diff else "see their errors"
+            raise LooplmError(f"{differing} rank(s) were started with other settings than rank 0 ({where}): "
+                              "start every rank with the same looplm train arguments and looplm version")
 
     def close(self) -> None:
         _destroy()
@@ -323,6 +335,14 @@ class TorchrunJob(Distributed):
 def _destroy() -> None:
     if tdist.is_initialized():
         tdist.destroy_process_group()
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _differences(a: Any, b: Any, path: str = "") -> list[str]:

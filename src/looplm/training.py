@@ -136,7 +136,8 @@ def train(
     learner.check_fit(cfg.epochs, cfg.lr, cbs)  # the last refusal: nothing is written before it
     snapshot = None
     if resume:  # the run's own files stay as they are; a checkpoint that does not load stops here
-        snapshot = dist.main_only(lambda: load_checkpoint(out, learner.model, cfg.bs))
+        # rank 0 first, then every rank reads the checkpoint itself (nothing is sent pickled)
+        snapshot = dist.main_first(lambda: load_checkpoint(out, learner.model, cfg.bs))
         dist.broadcast_module(learner.model)  # the weights rank 0 loaded
     checkpointer = None if out is None else Checkpointer(out)
     if out is not None:

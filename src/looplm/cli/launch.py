@@ -1,10 +1,24 @@
-"""``looplm train --nproc N``: start the same command again as N ranks under torchrun."""
+"""``looplm train --nproc N``: run the command as N ranks under torchrun, and report the job
+as looplm reports everything: one line per failure, and looplm's exit codes.
+
+torchrun's own output (its logs, the ChildFailedError traceback) is read and not shown;
+the ranks' looplm lines are passed through once each (the same line from several ranks is
+shown once). The exit code is the failing rank's: 2 bad input, 3 non-finite training,
+130 Ctrl-C; a rank killed by a signal or failing with a bug is 1, with one line naming it.
+"""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from typing import Sequence
+
+_EXITCODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
+_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
+_RANK_PREFIX = re.compile(r"^(looplm: (?:error: )?)rank \d+: ")
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*")
 
 
 def strip_nproc(argv: Sequence[str]) -> list[str]:
@@ -20,14 +34,59 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
     return out
 
 
+@dataclass
+class JobReport:
+    """What the ranks said (their looplm lines, once each) and how the first one failed."""
+
+    shown: set[str] = field(default_factory=set)
+    exitcode: int | None = None
+    rank: int | None = None
+    last_error: str | None = None  # the last "SomethingError: ..." line (a bug's traceback)
+
+    def feed(self, line: str, out=sys.stderr) -> None:
+        text = line.rstrip("\n")
+        if text.startswith("looplm: "):
+            key = _RANK_PREFIX.sub(r"\1", text)
+            if key not in self.shown and key != "looplm: interrupted":
+                self.shown.add(key)
+                print(text, file=out)
+            return
+        if self.exitcode is None and (m := _EXITCODE.match(text)):
+            self.exitcode = int(m.group(1))
+        elif self.rank is None and (m := _RANK.match(text)):
+            self.rank = int(m.group(1))
+        elif _ERROR_LINE.match(text) and "ChildFailedError" not in text and "SignalException" not in text:
+            self.last_error = text
+
+    def finish(self, code: int, interrupted: bool, out=sys.stderr) -> int:
+        if code == 0:
+            return 0
+        if interrupted or self.exitcode == 130:
+            return 130
+        if self.exitcode in (2, 3):
+            return self.exitcode
+        rank = "a rank" if self.rank is None else f"rank {self.rank}"
+        if self.exitcode is not None and self.exitcode < 0:
+            print(f"looplm: error: {rank} was killed by signal {-self.exitcode}; the job stopped "
+                  "(resume it with looplm train --resume RUNDIR)", file=out)
+        elif not self.shown:
+            why = self.last_error or f"exit code {self.exitcode if self.exitcode is not None else code}"
+            print(f"looplm: error: {rank} failed ({why}): run without --nproc to see the whole error", file=out)
+        return 1
+
+
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``looplm <argv>`` as ``nproc`` ranks on this machine with torchrun (standalone
-    rendezvous on a free port); returns torchrun's exit code."""
+    rendezvous on a free port); returns the job's looplm exit code (see the module docstring)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "looplm", *strip_nproc(argv)]
-    proc = subprocess.Popen(cmd)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:  # torchrun got the Ctrl-C too: its workers checkpoint and stop
-        proc.wait()
-        return 130
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace")
+    report, interrupted = JobReport(), False
+    while True:
+        try:
+            for line in proc.stderr:
+                report.feed(line)
+            break
+        except KeyboardInterrupt:  # torchrun got the Ctrl-C too: its ranks checkpoint and stop
+            interrupted = True
+    return report.finish(proc.wait(), interrupted)

@@ -7,7 +7,7 @@ import sys
 from looplm.cli import data_cmd, eval_cmd, generate_cmd, lr_find_cmd, play_cmd, reproduce_cmd, train_cmd
 from looplm.checkpoint import TrainingInterrupted
 from looplm.cli.common import OneLineParser
-from looplm.distributed import rank_prefix
+from looplm.distributed import is_main, rank_prefix
 from looplm.errors import LooplmError
 from looplm.finite import NonFiniteTraining
 
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"looplm: error: {rank_prefix()}{err}", file=sys.stderr)
         return 3
     except TrainingInterrupted as stop:
-        print(f"looplm: {stop}; continue with: looplm train --resume {stop.path.parent}", file=sys.stderr)
+        if is_main():  # every rank stops; one says so
+            print(f"looplm: {stop}; continue with: looplm train --resume {stop.path.parent}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("looplm: interrupted", file=sys.stderr)

@@ -14,7 +14,7 @@ from looplm.data.batching import check_divisible
 from looplm.data.sources import DataOptions, is_text_path
 from looplm.errors import LooplmError
 from looplm.resume import resume_training
-from looplm.runconfig import TrainConfig, strategy_from_flags
+from looplm.runconfig import TrainConfig, load_config, strategy_from_flags
 from looplm.tbptt import MODES
 from looplm.training import train
 from looplm import distributed
@@ -72,8 +72,10 @@ def handle(args) -> int:
         raise LooplmError("looplm train needs --out RUNDIR (or --resume RUNDIR)")
     out = None if args.resume else output(args, RUN, data_inputs(args))  # checked before anything starts
     if args.nproc and args.nproc > 1 and distributed.env_world_size() == 1:  # not yet a rank: start torchrun
-        if not args.resume:
-            check_divisible(args.bs, args.nproc)  # before any process starts
+        if args.resume:  # before any process starts
+            _check_resume_splits(args.resume, args.nproc)
+        else:
+            check_divisible(args.bs, args.nproc)
         return launch(args.nproc, getattr(args, "argv", None) or ["train"])
     args.quiet = args.quiet or not distributed.is_main()  # only rank 0 prints
     options = distributed.DistOptions(rendezvous_timeout=args.dist_timeout)
@@ -95,6 +97,14 @@ def handle(args) -> int:
     result = train(cfg, out=out, log=None if args.quiet else print, progress=not args.quiet,
                    dist_options=options)
     return _done(result, args.out, args.quiet)
+
+
+def _check_resume_splits(run_dir: str, nproc: int) -> None:
+    bs = load_config(run_dir).train.bs
+    if bs % nproc:
+        fits = ", ".join(str(n) for n in range(2, min(bs, 64) + 1) if bs % n == 0)
+        how = f"resume it with --nproc {fits}" if fits else "resume it without --nproc"
+        raise LooplmError(f"{run_dir} was trained with --bs {bs}, which does not split into {nproc} processes: {how}")
 
 
 def absolute_if_path(data: str) -> str:

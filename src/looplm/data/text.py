@@ -34,7 +34,7 @@ from torch import Tensor
 from looplm.data.batching import n_samples
 from looplm.data.cache import cache_key, cached_json, cached_streams, token_dtype
 from looplm.data.corpus import Corpus
-from looplm.data.tokenize import SEP, Tokenizer, fit_tokenizer, parse_spec, safe_cut, tokenizer_from_dict
+from looplm.data.tokenize import MAX_WORD, SEP, Tokenizer, fit_tokenizer, parse_spec, safe_cut, tokenizer_from_dict
 from looplm.errors import LooplmError
 from looplm.files import check_file
 
@@ -125,7 +125,10 @@ class TextSource:
                                       "convert it to UTF-8 or leave it out") from None
                 pos += len(data)
                 last = pos >= hi
-                cut = len(text) if last else (safe_cut(text) or len(text))
+                cut = len(text) if last else safe_cut(text)
+                if cut == 0:  # no place to cut yet: read on
+                    carry = text
+                    continue
                 yield doc, text[:cut], last and ends
                 carry = text[cut:]
 
@@ -199,7 +202,7 @@ def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Pat
 
     def fit(spec: str) -> Tokenizer:
         train_text = (text for _, text, _ in parts["train"][0]())
-        return cached_json(cache_key("fit", spec, split), lambda: fit_tokenizer(spec, train_text).to_dict(),
+        return cached_json(cache_key("fit", spec, split, f"max_word={MAX_WORD}"), lambda: fit_tokenizer(spec, train_text).to_dict(),
                            tokenizer_from_dict)
 
     tok = fit(tokenizer) if fitted is None else fitted

@@ -38,16 +38,37 @@ SPECS = "char, word, word:N or bpe:N"
 MAX_VOCAB = 1 << 24  # token ids are stored as uint32 at most, and a bigger vocab cannot be trained here
 _FORMAT = 1
 _PIECE = 1 << 16  # characters per piece handed to the BPE encoder (in parallel)
+# A word (a run of non-whitespace) longer than MAX_WORD characters is read as pieces of
+# MAX_WORD characters counted from its start, by every tokenizer: so BPE training is linear
+# in the text (no pre-token is longer), and text read in blocks can be cut inside such a word
+# at a piece boundary without changing a single token.
+MAX_WORD = 256
 # The greedy .* backs off to the last non-space that a whitespace character follows.
 _LAST_CUT = re.compile(r".*\S(?=\s)", re.S)
+_LAST_SPACE = re.compile(r".*\s", re.S)
 
 
 def safe_cut(text: str, lookback: int = 4096) -> int:
     """An index at which ``text`` can be cut without changing any tokenizer's output: just
     before the last whitespace run (within ``lookback`` characters of the end) that follows
-    a non-space. 0 when there is none: the caller then cuts where it must."""
+    a non-space; else, the text ending inside a long word, a MAX_WORD boundary of that word
+    (``text`` must start at a whitespace or such a boundary, as the previous cut leaves it).
+    0 when there is none: the caller then reads on before cutting."""
     m = _LAST_CUT.match(text, max(0, len(text) - lookback))
-    return m.end() if m else 0
+    if m:
+        return m.end()
+    space = _LAST_SPACE.match(text)
+    start = space.end() if space else 0
+    pieces = (len(text) - start) // MAX_WORD  # never at the word's start: BPE joins a space to it
+    return start + pieces * MAX_WORD if pieces else 0
+
+
+def words(text: str) -> list[str]:
+    """``text.split()``, a word longer than MAX_WORD cut into pieces of MAX_WORD characters."""
+    found = text.split()
+    if not found or max(map(len, found)) <= MAX_WORD:
+        return found
+    return [w[i : i + MAX_WORD] for w in found for i in range(0, len(w), MAX_WORD)]
 
 
 def split_safely(text: str, size: int = _PIECE) -> list[str]:
@@ -55,7 +76,7 @@ def split_safely(text: str, size: int = _PIECE) -> list[str]:
     pieces, i = [], 0
     while len(text) - i > size:
         cut = safe_cut(text[i : i + size])
-        j = i + (cut or size)
+        j = i + (cut or size)  # size >= MAX_WORD: a cut is always found
         pieces.append(text[i:j])
         i = j
     pieces.append(text[i:])
@@ -138,12 +159,12 @@ class WordTokenizer(Tokenizer):
         self._lookup = _Lookup(vocab.stoi, -1)
 
     def encode(self, text: str, strict: bool = False) -> np.ndarray:
-        words = text.split()
-        ids = np.fromiter(map(self._lookup.__getitem__, words), dtype=np.int64, count=len(words))
+        found = words(text)
+        ids = np.fromiter(map(self._lookup.__getitem__, found), dtype=np.int64, count=len(found))
         unknown = ids < 0
         if unknown.any():
             if strict or self.vocab.unk is None:
-                first = words[int(np.argmax(unknown))]
+                first = found[int(np.argmax(unknown))]
                 raise self._unknown(f"the word {first!r} is")
             ids[unknown] = self.vocab.stoi[self.vocab.unk]
         return ids
@@ -197,19 +218,21 @@ def fit_tokenizer(spec: str, texts: Iterable[str]) -> Tokenizer:
     if kind == "word":
         counts: Counter[str] = Counter()
         for text in texts:
-            counts.update(text.split())
+            counts.update(words(text))
         for special in (UNK, SEP):
             counts.pop(special, None)
-        words = [w for w, _ in counts.most_common(n)]
-        return WordTokenizer(Vocab((UNK, SEP, *words), unk=UNK), spec)
+        common = [w for w, _ in counts.most_common(n)]
+        return WordTokenizer(Vocab((UNK, SEP, *common), unk=UNK), spec)
     return BPETokenizer(_train_bpe(texts, n), spec)
 
 
 def _train_bpe(texts: Iterable[str], vocab_size: int):
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
 
     hf = HFTokenizer(models.BPE())
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.pre_tokenizer = pre_tokenizers.Sequence([  # no pre-token longer than MAX_WORD characters
+        pre_tokenizers.Split(Regex(rf"\S{{{MAX_WORD}}}"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
     hf.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SEP], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
