@@ -45,6 +45,14 @@ def test_the_failing_ranks_exit_code_and_one_line_each(exitcode, expected):
         assert "rank 1 was killed by signal 9" in shown
 
 
+def test_a_rank_stopped_by_torchrun_after_another_refused_is_still_exit_2():
+    """torchrun may list the rank it stopped (SIGTERM) before the one that refused."""
+    stopped = TORCHRUN_TAIL.format(code=-15).replace("rank      : 1", "rank      : 1")
+    refused = TORCHRUN_TAIL.format(code=2).replace("rank      : 1", "rank      : 0")
+    code, shown = report_of("looplm: error: rank 0: model lm1 reads exactly 3 tokens\n" + stopped + refused)
+    assert code == 2 and shown.count("\n") == 1
+
+
 def test_a_bug_in_a_rank_is_one_line_naming_it():
     bug = "Traceback (most recent call last):\n  File \"x.py\", line 1\nZeroDivisionError: division by zero\n"
     code, shown = report_of(bug + TORCHRUN_TAIL.format(code=1))

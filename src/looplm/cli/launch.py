@@ -39,7 +39,7 @@ class JobReport:
     """What the ranks said (their looplm lines, once each) and how the first one failed."""
 
     shown: set[str] = field(default_factory=set)
-    exitcode: int | None = None
+    failures: list[tuple[int | None, int]] = field(default_factory=list)  # (rank, exit code) torchrun lists
     rank: int | None = None
     last_error: str | None = None  # the last "SomethingError: ..." line (a bug's traceback)
 
@@ -51,27 +51,30 @@ class JobReport:
                 self.shown.add(key)
                 print(text, file=out)
             return
-        if self.exitcode is None and (m := _EXITCODE.match(text)):
-            self.exitcode = int(m.group(1))
-        elif self.rank is None and (m := _RANK.match(text)):
+        if m := _EXITCODE.match(text):
+            self.failures.append((self.rank, int(m.group(1))))
+        elif m := _RANK.match(text):
             self.rank = int(m.group(1))
         elif _ERROR_LINE.match(text) and "ChildFailedError" not in text and "SignalException" not in text:
             self.last_error = text
 
     def finish(self, code: int, interrupted: bool, out=sys.stderr) -> int:
+        """The job's exit code. When one rank fails torchrun stops the others (SIGTERM), and
+        either may be listed first: a rank's own exit code (130, 3, 2) wins over a signal."""
         if code == 0:
             return 0
-        if interrupted or self.exitcode == 130:
-            return 130
-        if self.exitcode in (2, 3):
-            return self.exitcode
-        rank = "a rank" if self.rank is None else f"rank {self.rank}"
-        if self.exitcode is not None and self.exitcode < 0:
-            print(f"looplm: error: {rank} was killed by signal {-self.exitcode}; the job stopped "
+        codes = [c for _, c in self.failures]
+        for wins in (130, 3, 2):
+            if (wins == 130 and interrupted) or wins in codes:
+                return wins
+        rank, exitcode = next(((r, c) for r, c in self.failures if c != -15), (self.failures or [(None, code)])[0])
+        who = "a rank" if rank is None else f"rank {rank}"
+        if exitcode < 0:
+            print(f"looplm: error: {who} was killed by signal {-exitcode}; the job stopped "
                   "(resume it with looplm train --resume RUNDIR)", file=out)
         elif not self.shown:
-            why = self.last_error or f"exit code {self.exitcode if self.exitcode is not None else code}"
-            print(f"looplm: error: {rank} failed ({why}): run without --nproc to see the whole error", file=out)
+            why = self.last_error or f"exit code {exitcode}"
+            print(f"looplm: error: {who} failed ({why}): run without --nproc to see the whole error", file=out)
         return 1
 
 
