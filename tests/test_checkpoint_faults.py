@@ -84,3 +84,25 @@ def test_a_real_kill_9_between_fsync_and_rename(data, straight, tmp_path):
     assert any(p.name.startswith(".checkpoint-") for p in out.iterdir())  # the half-written folder is hidden
     with pytest.raises(Exception, match="no checkpoint"):
         resume_training(out, log=None, progress=False)
+
+
+def test_leftovers_beside_the_checkpoint_are_never_followed(data, straight, tmp_path, snapshot):
+    """A .checkpoint.old symlink (or any hidden leftover) pointing outside the run is removed as
+    a link on the next write: what it points to is untouched."""
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "thesis.tex").write_text("years of work")
+    before = snapshot(outside)
+    out = tmp_path / "run"
+    monkey = kill_after(7, write=1)
+    checkpoint.fault_hook = monkey
+    try:
+        with pytest.raises(Killed):
+            train(TrainConfig(data=str(data), **SMALL), out=out, log=None, progress=False)
+    finally:
+        checkpoint.fault_hook = None
+    (out / ".checkpoint.old").symlink_to(outside)
+    (out / ".checkpoint-000001.tmp").symlink_to(outside)  # the name the next write uses
+    resume_training(out, log=None, progress=False)
+    assert snapshot(outside) == before
+    assert not (out / ".checkpoint.old").is_symlink()

@@ -125,6 +125,8 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, snap: TrainerSnapshot
     number = older[-1][0] + 1 if older else 0
     final = run_dir / f"{CHECKPOINT}-{number:06d}"
     tmp = run_dir / f".{final.name}.tmp"
+    if tmp.is_symlink() or tmp.is_file():  # a leftover that is not our folder: removed, never followed
+        tmp.unlink()
     shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a killed writer
     tmp.mkdir(mode=0o777)  # less the umask
     tensors, meta = _trainer_files(snap)
