@@ -84,3 +84,24 @@ def test_a_job_whose_ranks_refuse_is_one_line_and_exit_2(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "exactly 3" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_nproc_is_130_and_one_line(tmp_path):
+    """Ctrl-C at a terminal reaches the launcher, torchrun and the ranks (one process group)."""
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "looplm", "train", "--nproc", "2", "--data", "human-numbers",
+                             "--model", "lstm", "--set", "n_hidden=16", "--set", "emb_sz=8", "--bs", "8", "--sl", "8",
+                             "--epochs", "50", "--quiet", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not any(run.glob("checkpoint-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "looplm train --resume" in err and "Traceback" not in err
