@@ -9,7 +9,7 @@ from looplm.data.text import TextSource
 from looplm.data.tokenize import MAX_WORD, fit_tokenizer, words
 
 WORD = st.text("abcé", min_size=1, max_size=3 * MAX_WORD + 7)
-SPACE = st.sampled_from([" ", "  ", "\n", " \n ", "\t"])
+SPACE = st.sampled_from([" ", "  ", "\n", " \n ", "\t", "\x1c", "\u3000", " \x85"])  # Python's whitespace, all of it
 TEXTS = st.lists(st.tuples(WORD, SPACE), min_size=1, max_size=6).map(
     lambda parts: "".join(w + s for w, s in parts)) | st.text("xy", min_size=1, max_size=5 * MAX_WORD)
 

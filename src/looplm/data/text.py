@@ -202,7 +202,7 @@ def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Pat
 
     def fit(spec: str) -> Tokenizer:
         train_text = (text for _, text, _ in parts["train"][0]())
-        return cached_json(cache_key("fit", spec, split, f"max_word={MAX_WORD}"), lambda: fit_tokenizer(spec, train_text).to_dict(),
+        return cached_json(cache_key("fit", spec, split, f"max_word={MAX_WORD},py-space"), lambda: fit_tokenizer(spec, train_text).to_dict(),
                            tokenizer_from_dict)
 
     tok = fit(tokenizer) if fitted is None else fitted

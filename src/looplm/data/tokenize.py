@@ -46,6 +46,9 @@ MAX_WORD = 256
 # The greedy .* backs off to the last non-space that a whitespace character follows.
 _LAST_CUT = re.compile(r".*\S(?=\s)", re.S)
 _LAST_SPACE = re.compile(r".*\s", re.S)
+# Python's whitespace (str.isspace, as str.split and the cuts above use it) spelled out for the
+# tokenizers library, whose own \s is narrower (it takes U+001C-U+001F or U+3000 for letters)
+_NOT_SPACE = "[^" + "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + "]"
 
 
 def safe_cut(text: str, lookback: int = 4096) -> int:
@@ -231,7 +234,7 @@ def _train_bpe(texts: Iterable[str], vocab_size: int):
 
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.Sequence([  # no pre-token longer than MAX_WORD characters
-        pre_tokenizers.Split(Regex(rf"\S{{{MAX_WORD}}}"), behavior="isolated"),
+        pre_tokenizers.Split(Regex(f"{_NOT_SPACE}{{{MAX_WORD}}}"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False)])
     hf.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SEP], show_progress=False,
