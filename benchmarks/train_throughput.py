@@ -6,26 +6,38 @@ training loop can do: forward, loss, backward, step, detach the state. The
 learner adds callbacks, the one-cycle schedule and the progress bookkeeping.
 
     python benchmarks/train_throughput.py [--epochs 3] [--repeats 3] [--threads N]
+                                          [--chapter] [--fastai-python PATH]
 
 Only training is timed (no validation). Each figure is the best of --repeats.
+``--chapter`` also times the whole chapter (seven models, seed 0, the chapter's epochs,
+validation included, no run directory). ``--fastai-python PATH`` runs the chapter's fastai
+code (benchmarks/fastai_chapter12.py) in that interpreter, after looplm in the same run,
+on the same text and thread count, and prints both sides and their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from looplm.callbacks import ARTAR
 from looplm.data import load_corpus
+from looplm.data.human_numbers import human_numbers_tokens
 from looplm.learner import Learner, default_adam, param_groups
 from looplm.losses import mean_cross_entropy
 from looplm.models import build_model
 from looplm.reproduce.chapter12 import CHAPTER_RECIPES
 from looplm.state import detach_state
+from looplm.training import train as train_run
 
-FASTAI_TOKENS_PER_S = {"lm4": 58_700, "lm7": 33_800}  # fastai 2.8.12, chapter code, same 2-core CPU
+FASTAI_SCRIPT = Path(__file__).with_name("fastai_chapter12.py")
 
 
 def bare_loop(model, batches, epochs: int, lr: float, wd: float, alpha: float, beta: float) -> float:
@@ -58,35 +70,82 @@ def learner_loop(model, train, valid, epochs: int, recipe) -> float:
     return time.perf_counter() - start
 
 
+def chapter_seconds(corpus) -> tuple[float, dict[str, float]]:
+    """Wall time of the chapter's seven runs (seed 0, validation included) and their final accuracies."""
+    start, finals = time.perf_counter(), {}
+    for recipe in CHAPTER_RECIPES:
+        result = train_run(recipe.config(0, "cpu"), corpus=corpus, log=None, progress=False)
+        finals[recipe.model] = result.learner.history[-1].accuracy
+    return time.perf_counter() - start, finals
+
+
+def fastai_side(python: str, args) -> dict:
+    """Run benchmarks/fastai_chapter12.py in ``python`` on the same text; its JSON result."""
+    with tempfile.TemporaryDirectory() as tmp:
+        text = Path(tmp) / "human_numbers.txt"
+        text.write_text(" ".join(human_numbers_tokens()), encoding="utf-8")
+        cmd = [python, str(FASTAI_SCRIPT), "--text", str(text), "--epochs", str(args.epochs),
+               "--repeats", str(args.repeats), "--threads", str(torch.get_num_threads())]
+        if not args.chapter:
+            cmd.append("--skip-chapter")
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def throughput(corpus, recipe, args) -> tuple[int, float, float]:
+    """Tokens per epoch, and the bare loop's and the learner's best training tokens/s."""
+    cfg = recipe.config(0, "cpu")
+    spec_layout = build_model(recipe.model, len(corpus.vocab)).layout
+    train, valid = corpus.batches(cfg.bs, cfg.sl, spec_layout, group=cfg.group)
+    tokens = train.inputs.numel() * args.epochs
+    bare, learned = [], []
+    for _ in range(args.repeats):  # alternated, so both see the same load
+        torch.manual_seed(0)
+        model = build_model(recipe.model, len(corpus.vocab), **cfg.model_config)
+        bare.append(bare_loop(model, train, args.epochs, recipe.lr, recipe.wd, recipe.alpha, recipe.beta))
+        torch.manual_seed(0)
+        model = build_model(recipe.model, len(corpus.vocab), **cfg.model_config)
+        learned.append(learner_loop(model, train, valid, args.epochs, recipe))
+    return train.inputs.numel(), tokens / min(bare), tokens / min(learned)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--chapter", action="store_true", help="also time the whole chapter, seed 0")
+    parser.add_argument("--fastai-python", metavar="PATH", help="an interpreter with fastai: run the peer too")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     corpus = load_corpus("human-numbers")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs, best of {args.repeats}")
-    print(f"{'model':<6}{'tokens/epoch':>13}{'bare tok/s':>12}{'learner tok/s':>15}{'overhead':>10}{'vs fastai':>11}")
+    print(f"looplm: torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs, "
+          f"best of {args.repeats}; {load_average()}")
+    print(f"{'model':<6}{'tokens/epoch':>13}{'bare tok/s':>12}{'learner tok/s':>15}{'overhead':>10}")
+    ours = {}
     for recipe in CHAPTER_RECIPES:
-        cfg = recipe.config(0, "cpu")
-        spec_layout = build_model(recipe.model, len(corpus.vocab)).layout
-        train, valid = corpus.batches(cfg.bs, cfg.sl, spec_layout, group=cfg.group)
-        tokens = train.inputs.numel() * args.epochs
-        bare, learned = [], []
-        for _ in range(args.repeats):
-            torch.manual_seed(0)
-            model = build_model(recipe.model, len(corpus.vocab), **cfg.model_config)
-            bare.append(bare_loop(model, train, args.epochs, recipe.lr, recipe.wd, recipe.alpha, recipe.beta))
-            torch.manual_seed(0)
-            model = build_model(recipe.model, len(corpus.vocab), **cfg.model_config)
-            learned.append(learner_loop(model, train, valid, args.epochs, recipe))
-        bare_tps, learner_tps = tokens / min(bare), tokens / min(learned)
-        fastai = FASTAI_TOKENS_PER_S.get(recipe.model)
-        versus = f"{learner_tps / fastai:.2f}x" if fastai else ""
-        print(f"{recipe.model:<6}{train.inputs.numel():>13,}{bare_tps:>12,.0f}{learner_tps:>15,.0f}"
-              f"{bare_tps / learner_tps - 1:>10.1%}{versus:>11}")
+        n, bare_tps, ours[recipe.model] = throughput(corpus, recipe, args)
+        print(f"{recipe.model:<6}{n:>13,}{bare_tps:>12,.0f}{ours[recipe.model]:>15,.0f}{bare_tps / ours[recipe.model] - 1:>10.1%}")
+    if args.chapter:
+        seconds, finals = chapter_seconds(corpus)
+        print(f"looplm chapter (7 models, seed 0): {seconds:.1f} s; final accuracy "
+              + " ".join(f"{k} {v:.3f}" for k, v in finals.items()) + f"; {load_average()}")
+    if not args.fastai_python:
+        return
+    peer = fastai_side(args.fastai_python, args)
+    print(f"fastai {peer['fastai']} on torch {peer['torch']}, {peer['threads']} threads (same run, after looplm); "
+          f"{load_average()}")
+    for name, tps in peer["train_tokens_per_s"].items():
+        print(f"{name}: fastai {tps:,.0f} tok/s, looplm {ours[name]:,.0f} tok/s: looplm {ours[name] / tps:.2f}x")
+    if args.chapter:
+        print(f"chapter: fastai {peer['chapter_seconds']:.1f} s, looplm {seconds:.1f} s: looplm "
+              f"{peer['chapter_seconds'] / seconds:.2f}x; fastai final accuracy "
+              + " ".join(f"{k} {v:.3f}" for k, v in peer["chapter_accuracy"].items()))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import torch
 from looplm.callbacks import ARTAR, Callback, GradientClip
 from looplm.data import load_corpus
 from looplm.errors import LooplmError
-from looplm.learner import Learner, param_groups
+from looplm.learner import Learner, default_adam, param_groups
 from looplm.lr_find import lr_find
 from looplm.models import build_model
 from looplm.training import TrainConfig, train
@@ -110,6 +110,29 @@ def test_weight_decay_spares_linear_biases(corpus):
     assert any(p is model.h_o.bias for p in plain["params"])
     assert any(p is model.rnn.weight_hh_l0 for p in decay["params"])
     assert sum(len(g["params"]) for g in (decay, plain)) == len(list(model.parameters()))
+
+
+def test_fused_adam_takes_the_steps_of_the_per_parameter_loop():
+    """The learner's AdamW is torch's fused kernel on CPU; with one-cycle's changing lr and
+    beta1, ten steps land where the reference (one Python loop over parameters) lands."""
+    torch.manual_seed(0)
+    model = build_model("lm7", 30)
+    twin = build_model("lm7", 30)
+    twin.load_state_dict(model.state_dict())
+    model.eval(), twin.eval()  # no dropout: both see the same function
+    fused = default_adam(param_groups(model, 0.1), 1e-2, 0.1)
+    loop = torch.optim.AdamW(param_groups(twin, 0.1), lr=1e-2, betas=(0.9, 0.99), eps=1e-5, foreach=False)
+    assert fused.defaults["fused"] and not loop.defaults["fused"]
+    x = torch.randint(0, 30, (8, 16))
+    for step in range(10):
+        for m, opt in ((model, fused), (twin, loop)):
+            for group in opt.param_groups:
+                group["lr"], group["betas"] = 1e-2 * (step + 1) / 10, (0.95 - 0.02 * step, 0.99)
+            m(x)[0].square().mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_gradient_clip_bounds_the_norm(corpus):

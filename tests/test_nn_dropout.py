@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from looplm.errors import LooplmError
-from looplm.nn import LSTM, EmbeddingDropout, RNNDropout, WeightDropout
+from looplm.nn import LSTM, Dropout, EmbeddingDropout, RNNDropout, WeightDropout
 
 
 def assert_fraction(dropped: torch.Tensor, p: float):
@@ -20,6 +20,30 @@ def assert_zero_or_rescaled(scale: torch.Tensor, p: float):
     """Every kept value is multiplied by exactly 1/(1-p), every dropped one by 0."""
     kept = torch.isclose(scale, torch.tensor(1 / (1 - p)))
     assert torch.all(kept | (scale == 0))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4, 0.9])
+def test_dropout_zeroes_p_of_the_values_independently_and_rescales_the_rest(p):
+    torch.manual_seed(0)
+    x = (torch.rand(64, 16, 64) + 0.5).requires_grad_()  # no zeros of its own
+    y = Dropout(p).train()(x)
+    mask = (y / x).detach()
+    assert_zero_or_rescaled(mask, p)
+    assert_fraction(mask == 0, p)
+    assert_fraction(mask[:, 0] == 0, p)                  # each step draws its own mask ...
+    assert (mask[:, 0] != mask[:, 1]).any()              # ... unlike RNNDropout
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, mask)             # the gradient flows through the kept values
+
+
+def test_dropout_matches_torch_dropout_in_distribution_and_eval_mode():
+    x = torch.ones(200_000)
+    torch.manual_seed(0)
+    ours, theirs = Dropout(0.3).train()(x), nn.Dropout(0.3).train()(x)
+    assert abs(ours.mean().item() - theirs.mean().item()) < 0.01  # both keep the expected value 1
+    assert Dropout(0.3).eval()(x) is x and Dropout(0.0).train()(x) is x
+    with pytest.raises(LooplmError, match="p must be in"):
+        Dropout(1.0)
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])

@@ -34,6 +34,9 @@ from looplm.state import State, detach_state, map_state
 from looplm.strategies import Chunks, Strategy
 
 
+FUSED_ADAM_DEVICES = ("cpu", "cuda")  # where torch.optim.AdamW(fused=True) has a kernel
+
+
 def returns_activations(model: nn.Module) -> bool:
     return "return_activations" in inspect.signature(model.forward).parameters
 
@@ -68,8 +71,15 @@ class TrainerSnapshot:
 
 
 def default_adam(params: list[dict], lr: float, wd: float) -> torch.optim.Optimizer:
-    """Adam with decoupled weight decay and fastai's defaults (betas 0.9/0.99, eps 1e-5)."""
-    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=wd)
+    """Adam with decoupled weight decay and fastai's defaults (betas 0.9/0.99, eps 1e-5).
+
+    The fused kernel where torch has one for the parameters' device (CPU and CUDA): one
+    call updates every parameter, where the default loops over them in Python with ~8
+    small ops each (on the chapter's lm7, 10 tensors: the fused step takes a third of its time).
+    """
+    tensors = [p for group in params for p in group["params"]]
+    fused = all(p.device.type in FUSED_ADAM_DEVICES and p.is_floating_point() for p in tensors)
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=wd, fused=fused or None)
 
 
 def param_groups(model: nn.Module, wd: float) -> list[dict]:
