@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from looplm.errors import LooplmError
-from looplm.nn.dropout import Dropout
 from looplm.state import State, fit_state
 
 
@@ -64,7 +63,7 @@ class _TextRNN(nn.Module):
         else:
             rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[self.kind]
         self.encoder = nn.Embedding(config.vocab_sz, config.emb_sz)
-        self.drop = Dropout(config.p)
+        self.drop = nn.Dropout(config.p)
         self.rnn = rnn_cls(config.emb_sz, config.n_hidden, config.n_layers, batch_first=True,
                            dropout=config.p if config.n_layers > 1 else 0.0)
         out_sz = config.emb_sz if config.tie_weights else config.n_hidden

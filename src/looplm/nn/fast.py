@@ -133,13 +133,15 @@ class _LSTMRecurrence(torch.autograd.Function):
         w_hh2 = w_hh.clone()
         w_hh2[g_rows] *= 2
         one = xp.new_ones(())                           # a Python 1 would be wrapped every step
+        # Views made once (unbind is one call), not per step: each view costs about an op.
+        steps, cs_t, tanh_cs_t, out_t = gates.unbind(0), cs.unbind(0), tanh_cs.unbind(0), out.unbind(0)
+        i_t, f_t, g_t, o_t = (part.unbind(0) for part in gates.chunk(4, 2))
         w_t, h, c = w_hh2.t(), h0, c0
-        for s, c_t, tc_t, h_t in zip(gates, cs, tanh_cs, out):
-            s.addmm_(h, w_t).sigmoid_()
-            i, f, g, o = s.chunk(4, 1)
-            g.add_(g).sub_(one)                         # 2 sigmoid(2x) - 1 = tanh(x)
-            c = torch.addcmul(f * c, i, g, out=c_t)
-            h = torch.mul(o, torch.tanh(c, out=tc_t), out=h_t)
+        for t in range(len(steps)):
+            steps[t].addmm_(h, w_t).sigmoid_()
+            g_t[t].add_(g_t[t]).sub_(one)               # 2 sigmoid(2x) - 1 = tanh(x)
+            c = torch.mul(f_t[t], c, out=cs_t[t]).addcmul_(i_t[t], g_t[t])
+            h = torch.mul(o_t[t], torch.tanh(c, out=tanh_cs_t[t]), out=out_t[t])
         ctx.save_for_backward(h0, c0, w_hh, out, cs, tanh_cs, gates)
         return out, cs[-1].clone()
 
