@@ -38,7 +38,7 @@ from looplm.data.text import load_text_corpus
 DATA = Path("../shared/data/tinyshakespeare.txt")  # as the README: run from the repository's root
 TOKENIZER = "word:9998"
 MODEL = ["--model", "lstm", "--set", "emb_sz=200", "--set", "n_hidden=200", "--set", "n_layers=2",
-         "--set", "p=0.2", "--bs", "20", "--sl", "35", "--seed", "0"]
+         "--set", "p=0.2", "--set", "tie_weights=true", "--bs", "20", "--sl", "35", "--seed", "0"]
 SAME = ["--lr", "3e-3", "--clip", "0.25"]                  # the speed comparison
 RECIPE = ["--lr", "5e-3", "--clip", "0.25", "--wd", "0.1", "--alpha", "2", "--beta", "1",
           "--moms", "0.8", "0.7", "0.8"]
