@@ -29,6 +29,7 @@ from looplm.errors import LooplmError
 from looplm.finite import CHECK_EVERY, FiniteWatch, NonFiniteTraining, check_weights
 from looplm.evaluate import stream_outputs
 from looplm.losses import mean_cross_entropy, perplexity, summed_cross_entropy
+from looplm.precision import Precision, resolve_precision
 from looplm.schedule import OneCycle
 from looplm.state import State, detach_state, map_state
 from looplm.strategies import Chunks, Strategy
@@ -134,7 +135,11 @@ class Learner:
     (forward from the carried state, loss, callbacks' terms, backward, detach) -> gradients
     averaged over the ranks -> ``before_step`` callbacks (clipping) -> optimiser step. The
     strategy decides only how the stream is cut into updates (:class:`looplm.strategies.Trainee`
-    is all it sees of the learner)."""
+    is all it sees of the learner).
+
+    ``precision`` is a :class:`looplm.precision.Precision` or its name (``fp32``, the default,
+    ``bf16``, ``fp16`` or ``auto``): the dtype the forward pass computes in; it owns the
+    backward pass and the step too (fp16's gradient scaler)."""
 
     def __init__(
         self,
@@ -150,6 +155,7 @@ class Learner:
         progress: bool = True,
         strategy: Strategy | None = None,
         dist: Distributed | None = None,
+        precision: Precision | str = "fp32",
     ):
         layout = getattr(model, "layout", "every")
         if train_data.layout != layout or valid_data.layout != layout:
@@ -157,6 +163,8 @@ class Learner:
         self.device = torch.device(device)
         self.dist = Distributed(self.device) if dist is None else dist  # this process's place in the job
         self.model = model.to(self.device)
+        self.precision = (precision if isinstance(precision, Precision)
+                          else resolve_precision(precision, self.device, self.model))
         self.train_data, self.valid_data = train_data.to(self.device), valid_data.to(self.device)
         self.wd, self.loss_fn, self.log, self.progress = wd, loss_fn, log, progress
         self.strategy = strategy or Chunks()
@@ -183,6 +191,10 @@ class Learner:
         for cb in self._handlers.get(name, ()):
             getattr(cb, name)(self)
 
+    def forward(self, x: Tensor, state: State = None, **kwargs):
+        """The model's forward pass in the run's precision: logits and state come back float32."""
+        return self.precision.forward(self.model, x, state, **kwargs)
+
     # -- one update (the strategies' interface, looplm.strategies.Trainee) ----------
     def begin_update(self) -> None:
         self.event("before_batch")
@@ -192,13 +204,13 @@ class Learner:
         the chunk's mean loss (detached)."""
         self.begin_update()
         if self.needs_activations:
-            logits, state, self.activations = self.model(x, self.state, return_activations=True)
+            logits, state, self.activations = self.forward(x, self.state, return_activations=True)
         else:
-            logits, state = self.model(x, self.state)
+            logits, state = self.forward(x, self.state)
         loss = self.loss_fn(logits, y)
         self.loss_grad = loss
         self.event("after_loss")
-        self.loss_grad.backward()
+        self.precision.backward(self.loss_grad)
         self.state = detach_state(state)
         return loss.detach()
 
@@ -209,21 +221,27 @@ class Learner:
         return self.hypers.scaled_lr(factor)
 
     def stream_hooks(self):
-        """``forward``/``loss_fn`` for looplm.tbptt that keep AR/TAR when the callbacks use them:
-        their terms are means, so they are weighted by the positions counted."""
-        if not self.needs_activations:
+        """``forward``/``loss_fn`` for looplm.tbptt in the run's precision, keeping AR/TAR when
+        the callbacks use them (their terms are means, so they are weighted by the positions
+        counted); (None, None) when looplm.tbptt's own plain ones do."""
+        if not self.needs_activations and not self.precision.mixed:
             return None, None
+        acts = self.needs_activations
 
         def forward(x, state):
-            logits, state, activations = self.model(x, state, return_activations=True)
+            if not acts:
+                return self.forward(x, state)
+            logits, state, activations = self.forward(x, state, return_activations=True)
             return (logits, activations), state
 
         def loss_fn(out, targets):
-            logits, self.activations = out
+            logits, self.activations = out if acts else (out, None)
             summed = summed_cross_entropy(logits, targets)
-            self.loss_grad = summed.new_zeros(())
-            self.event("after_loss")
-            return summed + self.loss_grad * targets.numel()
+            if acts:
+                self.loss_grad = summed.new_zeros(())
+                self.event("after_loss")
+                summed = summed + self.loss_grad * targets.numel()
+            return self.precision.scale(summed)  # fp16: the gradient scaled, the value as it is
 
         return forward, loss_fn
 
@@ -319,7 +337,7 @@ class Learner:
                          disable=not self.progress, mininterval=0.5):
             self.dist.sync_gradients(self.model.parameters())  # every rank takes the step of the whole batch
             self.event("before_step")
-            self.opt.step()
+            self.precision.step(self.opt)
             self.opt.zero_grad(set_to_none=True)
             self._loss_sum += loss
             self.finite.observe(loss)
@@ -369,7 +387,7 @@ class Learner:
         data = self.valid_data if data is None else data.to(self.device)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        for logits, y in stream_outputs(self.model, data):
+        for logits, y in stream_outputs(self.precision.wrap(self.model), data):
             loss_sum += summed_cross_entropy(logits, y)
             correct += (logits.argmax(-1) == y).sum()
         loss_sum, correct, n = self.dist.sum(loss_sum, correct, data.n_targets)  # over every rank's rows

@@ -20,6 +20,7 @@ compared with vocab.json.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -74,10 +75,14 @@ def open_resume(run_dir: str | Path, config: RunConfig) -> tuple[TrainConfig, Co
 
 
 def resume_training(run_dir: str | Path, log: Callable[[str], None] | None = print, progress: bool = True,
-                    dist_options: DistOptions | None = None) -> TrainResult:
+                    dist_options: DistOptions | None = None, precision: str | None = None) -> TrainResult:
     """Continue the run in ``run_dir`` from its last checkpoint, with its own settings
-    (every rank of a data-parallel job reads them: ``run_dir`` must be visible to all)."""
+    (every rank of a data-parallel job reads them: ``run_dir`` must be visible to all).
+    ``precision`` changes the run's precision from here on (weights and checkpoints are
+    float32 in every precision, so any run resumes in any other)."""
     config = load_config(run_dir, missing="nothing to resume", damaged="resume is not possible, retrain")
     cfg, corpus = open_resume(run_dir, config)
+    if precision is not None:
+        cfg = dataclasses.replace(cfg, precision=precision)
     return train(cfg, out=run_dir, corpus=corpus, log=log, progress=progress, resume=True,
                  dist_options=dist_options)

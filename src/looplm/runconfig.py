@@ -5,7 +5,7 @@ r"""A run's settings, and ``config.json``, the one file that holds them (read an
       "format": 2, "looplm_version": "0.1.0",
       "model":    {"name": "lm4", "vocab_sz": 30, "n_hidden": 64, "fast": true},   the model's own config
       "data":     {"name": "human-numbers"},                                       + the source's own options
-      "training": {"epochs": 15, "lr": 0.003, ..., "strategy": {"kind": "chunks"}}
+      "training": {"epochs": 15, "lr": 0.003, ..., "precision": "fp32", "strategy": {"kind": "chunks"}}
     }
 
 The training strategy is one tagged section: ``{"kind": "chunks"}``, ``{"kind": "tbptt", "k1": 4,
@@ -30,7 +30,9 @@ from looplm.atomic import atomic_write_text
 from looplm.data.sources import DataOptions, source_options
 from looplm.errors import LooplmError
 from looplm.files import read_json
+from looplm.device import resolve_device
 from looplm.models.registry import model_spec
+from looplm.precision import check_precision
 from looplm.strict import from_dict
 from looplm.tbptt import MODES
 
@@ -151,6 +153,7 @@ class TrainConfig:
     group: bool = True  # False: consecutive samples per batch (stateless lm1/lm2 as the chapter trains them)
     model_config: dict[str, Any] = field(default_factory=dict)  # the model's settings but vocab_sz
     strategy: StrategySpec = field(default_factory=ChunksSpec)  # how the training stream becomes updates
+    precision: str = "fp32"  # fp32, bf16, fp16 or auto (the CLI's default); config.json records what auto chose
 
     def validate(self) -> None:
         reals = {"--lr": self.lr, "--wd": self.wd, "--alpha": self.alpha, "--beta": self.beta,
@@ -162,6 +165,7 @@ class TrainConfig:
             raise LooplmError(f"--moms must each lie in [0, 1), got {' '.join(map(str, self.moms))}")
         if not 0 <= self.seed < 2**63:
             raise LooplmError(f"--seed must lie in [0, 2**63), got {self.seed}")
+        check_precision(self.precision, resolve_device(self.device))
         if self.epochs < 1:
             raise LooplmError(f"--epochs must be at least 1, got {self.epochs}")
         if not self.lr > 0:

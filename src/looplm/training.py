@@ -5,6 +5,7 @@ This is what ``looplm train`` calls, and what the chapter report calls seven tim
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from looplm.fingerprint import fingerprint, save_fingerprint
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
 from looplm.plots import plot_curves
+from looplm.precision import resolve_precision
 from looplm.checkpoint import Checkpointer, load_checkpoint, stop_on_sigint
 from looplm.outputs import RUN, Output
 from looplm.rundir import CURVES, save_run
@@ -68,8 +70,9 @@ def build_learner(cfg: TrainConfig, corpus: Corpus, log: Callable[[str], None] |
     spec.check_fits_memory(model_config)
     model = spec.build(model_config)
     dist.join_model(model, cfg.seed)
+    precision = resolve_precision(cfg.precision, dist.device, model)
     return Learner(model, train, valid, wd=cfg.wd, device=dist.device, log=log, progress=progress,
-                   strategy=strategy, dist=dist)
+                   strategy=strategy, dist=dist, precision=precision)
 
 
 class ShuffleDocuments(Callback):
@@ -132,6 +135,9 @@ def train(
     if corpus is None:  # rank 0 fills the cache first
         corpus = dist.main_first(lambda: load_corpus(cfg.data, cfg.data_options))
     learner = build_learner(cfg, corpus, log, progress, dist)
+    if log is not None:
+        log(learner.precision.reason)
+    cfg = dataclasses.replace(cfg, precision=learner.precision.name)  # a resumed run trains the same way
     cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus, cfg.bs, cfg.group, dist.rank, dist.world_size)]
     learner.check_fit(cfg.epochs, cfg.lr, cbs)  # the last refusal: nothing is written before it
     snapshot = None

@@ -9,6 +9,7 @@ from looplm.cli.args import MAX_COUNT, SEED, count, real
 from looplm.data.sources import SOURCES, DataOptions
 from looplm.device import DEVICES
 from looplm.outputs import Output, OutputKind, utf8_path
+from looplm.precision import PRECISIONS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -49,6 +50,13 @@ def data_inputs(args: argparse.Namespace) -> tuple[Path, ...]:
 
 def add_device_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where to train (default: auto)")
+
+
+def add_precision_flag(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default=default,
+                        help="dtype of the forward pass: auto (bf16 where the hardware has bf16 units and the model "
+                             "is wide enough), fp32, bf16, or fp16 (CUDA only); weights stay fp32 "
+                             f"(default: {default or 'auto; a resumed run: its own'})")
 
 
 def add_data_flags(parser: argparse.ArgumentParser, positional: bool = False) -> None:

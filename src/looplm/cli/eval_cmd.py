@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from looplm.cli.args import MAX_BS, MAX_SL, count, whole
-from looplm.cli.common import path_arg
+from looplm.cli.common import add_precision_flag, path_arg
 from looplm.data.batching import stream_batches
 from looplm.data.sources import is_text_path, load_corpus
 from looplm.data.tokenize import TOKENIZER, Tokenizer, WordTokenizer, load_tokenizer
@@ -28,6 +28,7 @@ from looplm.files import check_file
 from looplm.fingerprint import check_fingerprint, fingerprint
 from looplm.evaluate import WARMUP, predict_stream, score_stream
 from looplm.losses import perplexity
+from looplm.precision import precision_for_run
 from looplm.rundir import load_run
 
 
@@ -41,6 +42,7 @@ def add_parser(sub) -> None:
                    help=f"tokens each row reads before its first scored one (default {WARMUP}; 0: cold rows)")
     p.add_argument("--players", help="borborzan: the players who wrote --file (default: the run's)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_precision_flag(p, default=None)
     p.set_defaults(handle=handle)
 
 
@@ -102,12 +104,13 @@ def evaluate(args) -> dict:
            "tokenizer": tok.spec, "n_tokens": len(tokens)}
     every = getattr(loaded.model, "layout", "every") == "every"
     game = every and data == "borborzan"
+    model = precision_for_run(args.precision, trained.precision, "cpu", loaded.model).wrap(loaded.model)
     if every:
-        scores = score_stream(loaded.model, tokens, bs, sl, args.warmup, keep_probs=game)
+        scores = score_stream(model, tokens, bs, sl, args.warmup, keep_probs=game)
         loss, accuracy = scores.loss, scores.accuracy
         out.update(n_predicted=scores.n_predicted, bs=scores.bs, sl=scores.sl, warmup=scores.warmup)
     else:  # lm1-lm3 predict one token per sample: score the samples as training does
-        pred = predict_stream(loaded.model, stream_batches(tokens, bs, sl, "last"))
+        pred = predict_stream(model, stream_batches(tokens, bs, sl, "last"))
         loss, accuracy = pred.loss, pred.accuracy
         out.update(n_predicted=len(pred.targets), bs=bs, sl=sl, warmup=0)
     out.update(loss=loss, perplexity=perplexity(loss), bits_per_token=loss / math.log(2), accuracy=accuracy)

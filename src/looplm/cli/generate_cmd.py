@@ -6,10 +6,11 @@ Prints the continuation only (``--show-prompt`` prints the prompt before it).
 from __future__ import annotations
 
 from looplm.cli.args import MAX_COUNT, MAX_SIZE, SEED, count, real
-from looplm.cli.common import path_arg
+from looplm.cli.common import add_precision_flag, path_arg
 from looplm.data.tokenize import load_tokenizer
 from looplm.device import DEVICES, resolve_device
 from looplm.generate import generate
+from looplm.precision import precision_for_run
 from looplm.rundir import load_run
 
 
@@ -26,12 +27,15 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=SEED, default=None, help="repeat a draw (default: a new one each time)")
     p.add_argument("--show-prompt", action="store_true", help="print the prompt before the continuation")
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to run the model (default: auto)")
+    add_precision_flag(p, default=None)
     p.set_defaults(handle=handle)
 
 
 def handle(args) -> int:
-    loaded = load_run(args.rundir, device=str(resolve_device(args.device)))
+    device = resolve_device(args.device)
+    loaded = load_run(args.rundir, device=str(device))
     tok = load_tokenizer(args.rundir, loaded.vocab)
-    text = generate(loaded.model, tok, args.prompt, args.n, args.temperature, args.top_k, args.top_p, args.seed)
+    model = precision_for_run(args.precision, loaded.config.train.precision, device, loaded.model).wrap(loaded.model)
+    text = generate(model, tok, args.prompt, args.n, args.temperature, args.top_k, args.top_p, args.seed)
     print(f"{args.prompt}{tok.joiner}{text}" if args.show_prompt else text)
     return 0

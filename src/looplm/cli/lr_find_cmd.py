@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from looplm.cli.args import MAX_BS, MAX_COUNT, MAX_SL, SEED, count, real
-from looplm.cli.common import add_data_flags, add_device_flag, add_output_flags, data_inputs, data_options, output
+from looplm.cli.common import add_data_flags, add_device_flag, add_output_flags, add_precision_flag, data_inputs, data_options, output
 from looplm.lr_find import lr_find
 from looplm.models.registry import MODELS, model_spec
 from looplm.overrides import parse_overrides
@@ -28,13 +28,14 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
     add_output_flags(p, default="lr_find.png", help="PNG of loss against learning rate")
     add_device_flag(p)
+    add_precision_flag(p)
     p.set_defaults(handle=handle)
 
 
 def handle(args) -> int:
     spec = model_spec(args.model)
     cfg = TrainConfig(data=args.data, model=args.model, bs=args.bs, sl=args.sl, wd=args.wd, seed=args.seed,
-                      device=args.device, data_options=data_options(args),
+                      device=args.device, data_options=data_options(args), precision=args.precision,
                       model_config=parse_overrides(spec.config_cls, args.overrides))
     cfg.validate()
     if not args.start_lr < args.end_lr:
@@ -43,6 +44,7 @@ def handle(args) -> int:
         raise LooplmError(f"--num-it {args.num_it} is too few to sweep: use at least 2 (default 100)")
     out = output(args, PNG, data_inputs(args))
     learn = build_learner(cfg, load_corpus(cfg.data, cfg.data_options), log=None, progress=True)
+    print(learn.precision.reason)
     result = lr_find(learn, args.start_lr, args.end_lr, args.num_it)
     with out.writing() as path:
         plot_lr_find(result.lrs, result.losses, result.suggestion, path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from looplm.cli.args import MAX_EPOCHS, SEED, count, name_list, seed_list
-from looplm.cli.common import add_device_flag, add_output_flags, output
+from looplm.cli.common import add_device_flag, add_output_flags, add_precision_flag, output
 from looplm.reproduce.chapter12 import reproduce_chapter12
 from looplm.reproduce.report import write_report
 from looplm.outputs import REPORT
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
     add_output_flags(p, default="runs/chapter12", help="directory for REPORT.md and its figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flag(p)
+    add_precision_flag(p)
     p.set_defaults(handle=handle)
 
 
@@ -29,7 +30,7 @@ def handle(args) -> int:
     out = output(args, REPORT)
     seeds = args.seeds or [args.seed]
     result = reproduce_chapter12(seeds, device=args.device, progress=not args.quiet, extra=args.extra,
-                                 only=args.only, epochs=args.epochs)
+                                 only=args.only, epochs=args.epochs, precision=args.precision)
     with out.writing() as path:
         print(f"report: {write_report(result, path)}")
     return 0

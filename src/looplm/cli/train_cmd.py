@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from looplm.cli.args import MAX_BS, MAX_EPOCHS, MAX_LAYERS, MAX_SECONDS, MAX_SIZE, MAX_SL, SEED, count, real, whole
-from looplm.cli.common import add_data_flags, add_device_flag, add_output_flags, data_inputs, data_options, output, path_arg
+from looplm.cli.common import add_data_flags, add_device_flag, add_output_flags, add_precision_flag, data_inputs, data_options, output, path_arg
 from looplm.outputs import RUN
 from looplm.models.registry import MODELS, model_spec
 from looplm.overrides import parse_overrides
@@ -57,6 +57,7 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", type=path_arg, metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
     add_device_flag(p)
+    add_precision_flag(p, default=None)
     d = p.add_argument_group("data parallel (see docs/scaling.md)")
     d.add_argument("--nproc", type=count(1024), default=None, metavar="N",
                    help="train with N processes on this machine (runs torchrun; --bs is split between them)")
@@ -81,7 +82,7 @@ def handle(args) -> int:
     options = distributed.DistOptions(rendezvous_timeout=args.dist_timeout)
     if args.resume:
         result = resume_training(args.resume, log=None if args.quiet else print, progress=not args.quiet,
-                                 dist_options=options)
+                                 dist_options=options, precision=args.precision)
         return _done(result, args.resume, args.quiet)
     spec = model_spec(args.model)
     model_config = spec.preset(args.preset) if args.preset else {}
@@ -93,6 +94,7 @@ def handle(args) -> int:
         device=args.device, data_options=_absolute_valid(data_options(args)), model_config=model_config,
         strategy=strategy_from_flags(args.k1, args.k2, args.tbptt_mode, args.overlap, args.burn_in,
                                      args.variable_sl),
+        precision=args.precision or "auto",
     )
     result = train(cfg, out=out, log=None if args.quiet else print, progress=not args.quiet,
                    dist_options=options)

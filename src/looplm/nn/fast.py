@@ -26,6 +26,8 @@ The readable step-by-step form stays in :mod:`looplm.nn.cells` as the reference.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -186,6 +188,26 @@ class _LSTMRecurrence(torch.autograd.Function):
         return d_gates, d_gates[0] @ w_hh, dc * f[0], d_w
 
 
+def _autocast(fn):
+    """Run a recurrence under autocast in the autocast dtype (bf16 or fp16), as autocast would
+    run a matmul: its floating inputs are cast once, and its loop runs with autocast off,
+    because the loop's ``out=`` buffers and in-place ops take one dtype. Outside autocast,
+    ``fn`` runs as it is."""
+
+    @functools.wraps(fn)
+    def wrapper(xp: Tensor, *args):
+        kind = xp.device.type
+        if not torch.is_autocast_enabled(kind):
+            return fn(xp, *args)
+        dtype = torch.get_autocast_dtype(kind)
+        cast = [a.to(dtype) if isinstance(a, Tensor) and a.is_floating_point() else a for a in (xp, *args)]
+        with torch.autocast(kind, enabled=False):
+            return fn(*cast)
+
+    return wrapper
+
+
+@_autocast
 def rnn_recurrence(xp: Tensor, h0: Tensor, w_hh: Tensor, nonlinearity: str = "tanh") -> Tensor:
     """h_t = act(xp_t + h_{t-1} W_hh^T). xp (T, bs, n_hid) holds both biases; h0 (bs, n_hid).
 
@@ -194,6 +216,7 @@ def rnn_recurrence(xp: Tensor, h0: Tensor, w_hh: Tensor, nonlinearity: str = "ta
     return _RNNRecurrence.apply(xp, h0, w_hh, nonlinearity)
 
 
+@_autocast
 def gru_recurrence(xp: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None = None) -> Tensor:
     """GRU over time. xp (T, bs, 3*n_hid) holds b_ih; b_hh stays apart (r scales its n part).
 
@@ -202,6 +225,7 @@ def gru_recurrence(xp: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor | None = N
     return _GRURecurrence.apply(xp, h0, w_hh, b_hh)
 
 
+@_autocast
 def lstm_recurrence(xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[Tensor, Tensor]:
     """LSTM over time. xp (T, bs, 4*n_hid) holds both biases; h0, c0 (bs, n_hid).
 

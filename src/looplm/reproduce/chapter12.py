@@ -54,11 +54,11 @@ class ChapterRecipe:
     group: bool = True  # the chapter groups samples into continuing rows from LMModel3 on
     extra: bool = False  # not one of the chapter's seven models (``--extra``)
 
-    def config(self, seed: int, device: str) -> TrainConfig:
+    def config(self, seed: int, device: str, precision: str = "auto") -> TrainConfig:
         return TrainConfig(
             data="human-numbers", model=self.model, epochs=self.epochs, lr=self.lr, wd=self.wd, bs=64, sl=self.sl,
             seed=seed, alpha=self.alpha, beta=self.beta, moms=self.moms, device=device, group=self.group,
-            model_config=chapter_sizes(self.model),
+            model_config=chapter_sizes(self.model), precision=precision,
         )
 
 
@@ -135,14 +135,14 @@ class Chapter12Result:
 
 def reproduce_chapter12(
     seeds: list[int], device: str = "auto", log: Callable[[str], None] = print, progress: bool = True,
-    extra: bool = False, only: list[str] | None = None, epochs: int | None = None,
+    extra: bool = False, only: list[str] | None = None, epochs: int | None = None, precision: str = "auto",
 ) -> Chapter12Result:
     """Train each selected run once per seed; ``epochs`` cuts every run short for a quick look."""
     runs = select_recipes(extra, only)
     if epochs is not None:
         runs = tuple(replace(recipe, epochs=epochs) for recipe in runs)
     for recipe in runs:
-        recipe.config(seeds[0], device).validate()  # fail before training, not after
+        recipe.config(seeds[0], device, precision).validate()  # fail before training, not after
     corpus = load_corpus("human-numbers")
     results = [ModelResult(recipe) for recipe in runs]
     trained_names = {recipe.model for recipe in runs}
@@ -153,11 +153,12 @@ def reproduce_chapter12(
         seed_start = time.perf_counter()
         for result in results:
             start = time.perf_counter()
-            trained = train(result.recipe.config(seed, device), corpus=corpus, log=None, progress=progress)
+            trained = train(result.recipe.config(seed, device, precision), corpus=corpus, log=None, progress=progress)
             result.seconds[seed] = time.perf_counter() - start
             result.curves[seed] = [m.accuracy for m in trained.learner.history]
             if result.errors is None:
-                preds = predict_stream(trained.learner.model, trained.learner.valid_data)
+                learner = trained.learner
+                preds = predict_stream(learner.precision.wrap(learner.model), learner.valid_data)
                 result.errors = error_analysis(preds, corpus.vocab)
             log(f"seed {seed}  {result.recipe.title:<20} final {result.curves[seed][-1]:.4f}  "
                 f"best {max(result.curves[seed]):.4f}  {result.seconds[seed]:5.1f} s")
