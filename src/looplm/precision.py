@@ -148,8 +148,8 @@ class Precision:
         self._unscaled = False
 
     def state_dict(self) -> dict:
+        """fp16: the scaler's scale and growth count (a resumed run starts a fresh scale)."""
         return {} if self.scaler is None else self.scaler.state_dict()
-
 
 
 class PrecisionModel(nn.Module):
