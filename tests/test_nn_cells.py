@@ -100,3 +100,29 @@ def test_gru_backward_passes_gradcheck():
 def test_lstm_backward_passes_gradcheck():
     xp, h0, c0, w = _inputs(4, extra=[(3, 5)])
     assert torch.autograd.gradcheck(lstm_recurrence, (xp, h0, c0, w))
+
+
+def test_both_chapter_lstm_cells_give_the_same_gradients_when_weights_are_mapped():
+    """Questionnaire item 29: the four-gate cell and the single-matmul + chunk cell compute the
+    same thing, forward and backward (weight gradients mapped the way the weights are)."""
+    torch.manual_seed(5)
+    fused = LSTMCell(4, 6).double()
+    four = LSTMCellFourGates.from_fused(fused)
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for cell in (four, fused):
+        h1, c1 = cell(x, (h, c))
+        loss = (h1 * torch.linspace(-1, 1, 6)).sum() + (c1 ** 2).sum()
+        grads.append(torch.autograd.grad(loss, [x, h, c, *cell.parameters()]))
+    (gx4, gh4, gc4, *g_four), (gx, gh, gc, g_wih, g_whh, g_bih, g_bhh) = grads
+    for a, b in ((gx4, gx), (gh4, gh), (gc4, gc)):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    by_gate = dict(zip(("forget", "input", "cell", "output"), zip(g_four[0::2], g_four[1::2])))
+    for k, name in enumerate(("input", "forget", "cell", "output")):  # the fused rows' order
+        g_w, g_b = by_gate[name]
+        rows = slice(6 * k, 6 * (k + 1))
+        torch.testing.assert_close(g_w, torch.cat([g_whh[rows], g_wih[rows]], dim=1), atol=1e-12, rtol=0)
+        torch.testing.assert_close(g_b, g_bih[rows], atol=1e-12, rtol=0)
+        torch.testing.assert_close(g_b, g_bhh[rows], atol=1e-12, rtol=0)

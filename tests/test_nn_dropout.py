@@ -136,3 +136,37 @@ def test_weight_dropout_is_deterministic_in_eval_mode():
 def test_probability_outside_0_1_is_refused(make, p):
     with pytest.raises(LooplmError, match=r"\[0, 1\)"):
         make(p)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4, 0.8])
+def test_scratch_dropout_matches_torch_dropout(p):
+    """The chapter's hand-written Dropout: the same share of zeros as nn.Dropout, kept values
+    scaled by 1/(1-p), a fresh independent mask per call and element, the identity in eval."""
+    from looplm.nn import ChapterDropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200, 300)
+    ours, theirs = ChapterDropout(p), nn.Dropout(p)
+    a, b = ours(x), theirs(x)
+    assert_fraction(a == 0, p)
+    assert_fraction(b == 0, p)
+    assert_zero_or_rescaled(a, p)
+    assert abs(a.mean().item() - 1) < 4 * math.sqrt(p / (1 - p) / x.numel())  # expected value kept
+    assert not torch.equal(ours(x), a)  # a new mask every call
+    rows, cols = (a == 0).float().mean(1), (a == 0).float().mean(0)  # no structure along either axis
+    assert rows.std() < 2 * math.sqrt(p * (1 - p) / 300) and cols.std() < 2 * math.sqrt(p * (1 - p) / 200)
+    ours.eval()
+    y = torch.randn(4, 5)
+    assert ours(y) is y
+    assert ChapterDropout(0.0)(y) is y
+
+
+def test_lm7_takes_the_chapters_dropout_with_dropout_scratch():
+    from looplm.models.registry import build_model
+    from looplm.nn import ChapterDropout, Dropout
+
+    assert type(build_model("lm7", 12).drop) is Dropout
+    model = build_model("lm7", 12, dropout="scratch")
+    assert type(model.drop) is ChapterDropout and model.drop.p == model.config.p
+    with pytest.raises(LooplmError, match="dropout must be one of"):
+        build_model("lm7", 12, dropout="fancy")

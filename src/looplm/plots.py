@@ -44,6 +44,19 @@ def plot_accuracy_by_model(curves: Mapping[str, Sequence[float]], path: str | Pa
     _save(fig, path)
 
 
+def plot_loss_by_model(curves: Mapping[str, Sequence[float]], path: str | Path,
+                       optimum: Mapping[str, float]) -> None:
+    """Valid loss per epoch, one line per model, each model's optimum dotted in its colour."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, losses in curves.items():
+        line, = ax.plot(range(len(losses)), losses, marker=".", label=name)
+        ax.axhline(optimum[name], color=line.get_color(), linestyle=":", linewidth=1)
+    ax.set(xlabel="epoch", ylabel="valid loss (nats/token)", yscale="log",
+           title="Bor-bor-zan: valid loss per epoch (dotted: the exact optimum)")
+    ax.legend(loc="upper right", fontsize="small")
+    _save(fig, path)
+
+
 def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestion: float, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(lrs, losses)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from looplm.models.config import ChapterDropoutConfig, ChapterStackedConfig
 from looplm.nn import GRU as ScratchGRU
 from looplm.nn import LSTM as ScratchLSTM
-from looplm.nn.dropout import Dropout
+from looplm.nn.dropout import ChapterDropout, Dropout
 from looplm.state import State, fit_state
 
 
@@ -108,7 +108,7 @@ class LModel7(nn.Module):
         self.config = config
         self.i_h = nn.Embedding(config.vocab_sz, config.n_hidden)
         self.rnn = nn.LSTM(config.n_hidden, config.n_hidden, config.n_layers, batch_first=True)
-        self.drop = Dropout(config.p)
+        self.drop = ChapterDropout(config.p) if config.dropout == "scratch" else Dropout(config.p)
         self.h_o = nn.Linear(config.n_hidden, config.vocab_sz)
         self.h_o.weight = self.i_h.weight  # weight tying: one matrix maps tokens in and out
 

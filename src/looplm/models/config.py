@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from looplm.errors import LooplmError
 
+DROPOUTS = ("torch", "scratch")
+
 
 @dataclass
 class ChapterRNNConfig:
@@ -46,11 +48,16 @@ class ChapterStackedConfig:
 
 @dataclass
 class ChapterDropoutConfig(ChapterStackedConfig):
-    """LModel7: LModel6's sizes and p, the dropout before the output layer."""
+    """LModel7: LModel6's sizes and p, the dropout before the output layer; dropout: which
+    one, "torch" (``looplm.nn.Dropout``: torch.nn.Dropout's distribution, vectorised) or "scratch"
+    (the chapter's hand-written ``bernoulli_`` one, ``looplm.nn.ChapterDropout``)."""
 
     p: float = 0.4
+    dropout: str = "torch"
 
     def validate(self) -> None:
         super().validate()
         if not 0.0 <= self.p < 1.0:
             raise LooplmError(f"the dropout p must be in [0, 1), got {self.p}")
+        if self.dropout not in DROPOUTS:
+            raise LooplmError(f"dropout must be one of {', '.join(DROPOUTS)}, got {self.dropout!r}")

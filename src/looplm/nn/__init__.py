@@ -3,17 +3,17 @@
 * :mod:`looplm.nn.cells`: one time step, readable (the chapter's cells, both LSTM forms)
 * :mod:`looplm.nn.layers`: ``RNN``, ``GRU``, ``LSTM``, multi-layer, torch.nn's interface
 * :mod:`looplm.nn.fast`: their time loops with a hand-written backward pass
-* :mod:`looplm.nn.dropout`: plain (vectorised mask), embedding, RNN (per-sequence mask) and
+* :mod:`looplm.nn.dropout`: plain (vectorised mask), the chapter's (``ChapterDropout``), embedding, RNN (per-sequence mask) and
   weight dropout
 """
 
 from looplm.nn.cells import (GRUCell, LSTMCell, LSTMCellFourGates, RNNCell, gru_cell,
                              lstm_cell, rnn_cell)
-from looplm.nn.dropout import Dropout, EmbeddingDropout, RNNDropout, WeightDropout
+from looplm.nn.dropout import ChapterDropout, Dropout, EmbeddingDropout, RNNDropout, WeightDropout
 from looplm.nn.layers import GRU, LSTM, RNN
 
 __all__ = [
     "RNN", "GRU", "LSTM",
     "RNNCell", "GRUCell", "LSTMCell", "LSTMCellFourGates", "rnn_cell", "gru_cell", "lstm_cell",
-    "Dropout", "EmbeddingDropout", "RNNDropout", "WeightDropout",
+    "ChapterDropout", "Dropout", "EmbeddingDropout", "RNNDropout", "WeightDropout",
 ]

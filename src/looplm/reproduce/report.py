@@ -19,9 +19,20 @@ FASTAI_SECONDS = "126-145"
 AGREE, CLOSE = 0.001, 0.005  # valid accuracy: twins "agree" at an epoch within AGREE, stay close within CLOSE
 
 
-def _pm(values: list[float]) -> str:
-    mean, std = ModelResult.mean_std(values)
-    return f"{mean:.3f} ± {std:.3f}" if len(values) > 1 else f"{mean:.3f}"
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return ModelResult.mean_std(values)
+
+
+def pm(values: list[float], digits: int = 3) -> str:
+    """"mean ± std" over seeds (just the mean for one seed)."""
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+
+def environment_line(seeds: list[int]) -> str:
+    """What ran the reproduction: versions, machine, threads, seeds."""
+    return (f"looplm {__version__}, torch {torch.__version__}, {platform.machine()} with {os.cpu_count()} CPUs "
+            f"({torch.get_num_threads()} torch threads); seeds {', '.join(map(str, seeds))}.")
 
 
 def _results_table(res: Chapter12Result) -> list[str]:
@@ -38,8 +49,8 @@ def _results_table(res: Chapter12Result) -> list[str]:
             book, fastai, need = f"{m.recipe.book:.3f}", f"{m.recipe.fastai_cpu:.3f}", f"{m.recipe.fastai_cpu - 0.03:.3f}"
             met = "—" if res.epochs is not None else "yes" if final >= m.recipe.fastai_cpu - 0.03 else "**no**"
         lines.append(
-            f"| {m.recipe.title} (`{m.recipe.model}`) | {book} | {fastai} | {_pm(m.finals())} "
-            f"| {_pm(m.bests())} | {need} | {met} | {per_epoch:.2f} |"
+            f"| {m.recipe.title} (`{m.recipe.model}`) | {book} | {fastai} | {pm(m.finals())} "
+            f"| {pm(m.bests())} | {need} | {met} | {per_epoch:.2f} |"
         )
     return lines
 
@@ -142,15 +153,13 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
     curves = {m.recipe.title: [statistics.fmean(c[e] for c in m.curves.values()) for e in range(m.recipe.epochs)]
               for m in res.models}
     plot_accuracy_by_model(curves, out / "accuracy.png", res.baseline)
-    seeds = ", ".join(map(str, res.seeds))
     cut = ([f"Every model trained {_epochs(res.epochs)} instead of the chapter's: a quick look, not comparable with "
             "the book or fastai.", ""] if res.epochs is not None else [])
     extra = any(m.recipe.extra for m in res.models)
     lines = [
         "# Chapter 12 reproduced: A Language Model from Scratch",
         "",
-        f"looplm {__version__}, torch {torch.__version__}, {platform.machine()} with {os.cpu_count()} CPUs "
-        f"({torch.get_num_threads()} torch threads); seeds {seeds}.",
+        environment_line(res.seeds),
         "",
         "Final and best valid accuracy (mean ± standard deviation over seeds) beside the book's figure and",
         "beside fastai 2.8.12 running the chapter's own code on a 2-core CPU (mean of seeds 0, 1, 2).",
