@@ -2,13 +2,15 @@ r"""Your own text as a corpus: one UTF-8 file, or a folder of ``.txt`` documents
 
 A folder's documents (every ``*.txt`` below it, sorted by path) are read as one text; when
 there are several, each document ends with the ``<sep>`` token. The validation split is the
-last ``valid_pct`` of the bytes (moved to the next character boundary; nanoGPT's cut of
-Tiny Shakespeare, 1,003,854 / 111,540 characters), or a separate file or folder::
+last ``valid_pct`` of the bytes, moved to the nearest word start (a byte after ASCII whitespace,
+or a document's first byte), so that no word is cut in two and a word tokenizer fitted on the
+train part never learns half a word; or a separate file or folder. (Tiny Shakespeare: nanoGPT's
+cut at 1,003,854 falls inside "here?"; ours moves 2 bytes on, to the line after it)::
 
     bytes:   doc 0 ........... | doc 1 ......................... | doc 2 ......
     tokens:  d0 d0 d0 d0 <sep>   d1 d1 d1 d1 d1 <sep> | d1 d1 <sep>  d2 d2 d2 <sep>
              \_____________________ train ___________/ \__________ valid _______/
-                                                      cut = int(n_bytes * (1 - valid_pct))
+                                    cut = the word start nearest int(n_bytes * (1 - valid_pct))
 
 The train part of the document that the cut falls in ends with ``<sep>`` too, so that every
 train document can be moved whole when documents are shuffled (``--shuffle-docs``).
@@ -39,6 +41,7 @@ from looplm.errors import LooplmError
 from looplm.files import check_file
 
 BLOCK = 1 << 20  # bytes read at a time
+WHITESPACE = frozenset(b" \t\n\r\f\v")  # single bytes: never part of a multi-byte UTF-8 character
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,34 @@ class TextSource:
                 return min(pos + skip, offset + size)
             offset += size
         return pos
+
+    def word_start(self, pos: int) -> int:
+        """The position nearest ``pos`` that starts a word: a byte after ASCII whitespace (never
+        inside a UTF-8 character) or a document's first byte; ``pos`` itself if the text has none
+        between its ends (one long word), moved to a character boundary."""
+        starts = [o for o in np.cumsum((0, *self.sizes[:-1])) if 0 < o < self.n_bytes]
+        width = 4096
+        while True:
+            lo, hi = max(pos - width, 1), min(pos + width, self.n_bytes - 1)
+            found = [p for p in starts if lo <= p <= hi]
+            found += [lo + i for i, b in enumerate(self._bytes(lo - 1, hi)) if b in WHITESPACE]
+            if found:
+                return min(found, key=lambda p: (abs(p - pos), p))
+            if lo == 1 and hi == self.n_bytes - 1:
+                return self.char_boundary(pos)
+            width *= 4
+
+    def _bytes(self, start: int, stop: int) -> bytes:
+        """Raw bytes ``start:stop`` across the documents."""
+        out, offset = [], 0
+        for f, size in zip(self.files, self.sizes):
+            lo, hi = max(start - offset, 0), min(stop - offset, size)
+            if lo < hi:
+                with open(f, "rb") as fh:
+                    fh.seek(lo)
+                    out.append(fh.read(hi - lo))
+            offset += size
+        return b"".join(out)
 
     def read(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, str, bool]]:
         """Bytes ``start:stop`` of the documents as ``(doc, text, doc_ends)`` pieces of about
@@ -190,7 +221,7 @@ def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Pat
     if valid_src is None:
         if not 0.0 < valid_pct < 1.0:
             raise LooplmError(f"--valid-pct must be between 0 and 1, got {valid_pct} (or give --valid PATH)")
-        cut = src.char_boundary(int(src.n_bytes * (1 - valid_pct)))
+        cut = src.word_start(int(src.n_bytes * (1 - valid_pct)))
         if cut in (0, src.n_bytes):
             raise LooplmError(f"{path} ({src.n_bytes} bytes) is too short to split into train and valid text")
         parts = {"train": (lambda: src.read(0, cut), len(src.files), path),
