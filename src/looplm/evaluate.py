@@ -213,3 +213,21 @@ def score_stream(model: nn.Module, tokens: Tensor, bs: int, sl: int, warmup: int
             probs[(pos - 1).reshape(-1).cpu().numpy()] = log_p.exp().reshape(-1, log_p.shape[-1]).cpu().numpy()
     n = len(tokens) - 1
     return StreamScores((loss_sum / n).item(), (correct / n).item(), n, bs, sl, warmup, probs)
+
+
+def text_size(tok, tokens: Tensor, n_predicted: int | None = None) -> tuple[int, int]:
+    """Characters and UTF-8 bytes of the text that tokens 1..n of a stream stand for (the tokens
+    a model predicts; default all but the first): the decoded stream minus its first token,
+    so a word tokenizer's space before each word counts with the word."""
+    n = len(tokens) - 1 if n_predicted is None else n_predicted
+    ids = torch.as_tensor(tokens).reshape(-1)[: n + 1].tolist()
+    whole, first = tok.decode(ids), tok.decode(ids[:1])
+    return len(whole) - len(first), len(whole.encode("utf-8")) - len(first.encode("utf-8"))
+
+
+def per_text(loss: float, n_predicted: int, n_chars: int, n_bytes: int) -> dict[str, float]:
+    """A mean loss (nats/token) over ``n_predicted`` tokens as nats per character and bits per
+    byte of their text: the same total over the characters, and over the UTF-8 bytes in bits,
+    which compares across tokenizers as language-modelling papers do."""
+    total = loss * n_predicted
+    return {"loss_per_char": total / max(n_chars, 1), "bits_per_byte": total / math.log(2) / max(n_bytes, 1)}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from looplm.callbacks import ARTAR, Callback, GradientClip
-from looplm.data.batching import stream_batches
+from looplm.data.batching import n_samples, stream_batches
 from looplm.data.corpus import Corpus
 from looplm.data.sources import load_corpus
 from looplm.data.text import TextCorpus
@@ -21,6 +21,7 @@ from looplm.device import resolve_device, seed_everything
 from looplm.distributed import DistOptions, Distributed, setup
 from looplm.errors import LooplmError
 from looplm.finite import check_weights
+from looplm.evaluate import per_text, text_size
 from looplm.fingerprint import fingerprint, save_fingerprint
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
@@ -155,11 +156,22 @@ def train(
         learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot)
     if out is not None and dist.is_main:
         check_weights(learner.model, cfg.epochs)  # never saved as a success
-        history = [m.as_dict() for m in learner.history]
+        history = with_text_units([m.as_dict() for m in learner.history], cfg, corpus)
         save_run(out, learner.model, corpus.vocab, config, history)
         plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
     dist.close()
     return TrainResult(learner, corpus, cfg)
+
+
+def with_text_units(history: list[dict], cfg: TrainConfig, corpus: Corpus) -> list[dict]:
+    """Each epoch's valid loss also per character and in bits per byte of the valid text the
+    table scored (positions 1..n of the valid stream; lm1-lm3 score one token in sl: left as is)."""
+    if model_spec(cfg.model).layout != "every" or not history:
+        return history
+    valid = corpus.split(cfg.sl)[1]
+    n = n_samples(len(valid), cfg.sl) // cfg.bs * cfg.bs * cfg.sl
+    n_chars, n_bytes = text_size(tokenizer_for(corpus), valid, n)
+    return [{**row, **per_text(row["valid_loss"], n, n_chars, n_bytes)} for row in history]
 
 
 def _start_run(output: Output, corpus: Corpus, config: dict[str, Any], cfg: TrainConfig) -> None:

@@ -59,8 +59,9 @@ def add_precision_flag(parser: argparse.ArgumentParser, default: str | None = "a
                              f"(default: {default or 'auto; a resumed run: its own'})")
 
 
-def add_data_flags(parser: argparse.ArgumentParser, positional: bool = False) -> None:
-    """DATA, the options of generated sources (bor-bor-zan's games and players) and of text."""
+def add_data_flags(parser: argparse.ArgumentParser, positional: bool = False, valid_flag: bool = True) -> None:
+    """DATA, the options of generated sources (bor-bor-zan's games and players) and of text
+    (``valid_flag=False``: the command defines its own ``--valid``, still a PATH or None)."""
     what = f"{', '.join(SOURCES)}, or a UTF-8 text file or a folder of .txt files"
     if positional:
         parser.add_argument("data", type=path_arg, help=f"a data source: {what}")
@@ -70,7 +71,9 @@ def add_data_flags(parser: argparse.ArgumentParser, positional: bool = False) ->
     parser.add_argument("--players", default=DataOptions.players, help="borborzan: the two players, e.g. random,cautious")
     parser.add_argument("--tokenizer", default=DataOptions.tokenizer,
                         help=f"text: char, word, word:N (the N commonest words) or bpe:N (default: {DataOptions.tokenizer})")
-    parser.add_argument("--valid", type=path_arg, default=None, metavar="PATH", help="text: validation file or folder (default: a split)")
+    if valid_flag:
+        parser.add_argument("--valid", type=path_arg, default=None, metavar="PATH",
+                            help="text: validation file or folder (default: a split)")
     parser.add_argument("--valid-pct", type=real(above=0, below=1), default=DataOptions.valid_pct,
                         help=f"text without --valid: the last fraction kept for validation (default: {DataOptions.valid_pct})")
     parser.add_argument("--shuffle-docs", action="store_true", help="text folder: a new document order every epoch")

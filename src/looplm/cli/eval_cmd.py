@@ -4,7 +4,9 @@ Scores a trained model on every position of a stream (:func:`looplm.evaluate.sco
 by default the validation stream of the data it was trained on, rebuilt from its config;
 with ``--file``, a UTF-8 text read by the run's tokenizer (older runs of a generated source
 that saved none: split on whitespace and looked up in the run's vocab). A text run's data must
-still be the text it was trained on. A char run's loss is also given in bits per character.
+still be the text it was trained on. A char run's loss is also given in bits per character, and
+every run's (but lm1-lm3's, which score one token in sl) in nats per character and bits per
+UTF-8 byte of the scored text (:func:`looplm.evaluate.per_text`), comparable across tokenizers.
 On a bor-bor-zan run it adds the scores against the exact optimum
 (:func:`looplm.games.borborzan_scores`).
 """
@@ -26,7 +28,7 @@ from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
 from looplm.files import check_file
 from looplm.fingerprint import check_fingerprint, fingerprint
-from looplm.evaluate import WARMUP, predict_stream, score_stream
+from looplm.evaluate import WARMUP, per_text, predict_stream, score_stream, text_size
 from looplm.losses import perplexity
 from looplm.precision import precision_for_run
 from looplm.rundir import load_run
@@ -100,7 +102,7 @@ def evaluate(args) -> dict:
         corpus = load_corpus(data, options, tokenizer=tok, same_data=True)
         check_fingerprint(args.rundir, fingerprint(corpus, data, options.valid), "eval")
         tokens = corpus.split(trained.sl)[1]
-    out = {"run": str(args.rundir), "model": loaded.config.model, "data": args.file or f"{data} (valid)",
+    out = {"run": str(args.rundir), "model": loaded.config.model, "data": args.file or f"{options.valid or data} (valid)",
            "tokenizer": tok.spec, "n_tokens": len(tokens)}
     every = getattr(loaded.model, "layout", "every") == "every"
     game = every and data == "borborzan"
@@ -116,6 +118,9 @@ def evaluate(args) -> dict:
     out.update(loss=loss, perplexity=perplexity(loss), bits_per_token=loss / math.log(2), accuracy=accuracy)
     if tok.spec == "char":  # one token is one character
         out["bits_per_char"] = out["bits_per_token"]
+    if every:  # every token 1..N-1 scored: the whole text but the first token's
+        n_chars, n_bytes = text_size(tok, tokens)
+        out.update(n_chars=n_chars, n_bytes=n_bytes, **per_text(loss, out["n_predicted"], n_chars, n_bytes))
     if game:
         players = args.players or options.players
         try:
@@ -138,6 +143,9 @@ def handle(args) -> int:
     unit = "char" if r["tokenizer"] == "char" else "token"
     print(f"loss:        {r['loss']:.4f} nats/{unit}   perplexity {r['perplexity']:.4f}   "
           f"{r['bits_per_token']:.4f} bits/{unit}")
+    if "bits_per_byte" in r:
+        print(f"text:        {r['loss_per_char']:.4f} nats/char   {r['bits_per_byte']:.4f} bits/byte   "
+              f"({r['n_chars']:,} characters, {r['n_bytes']:,} UTF-8 bytes)")
     print(f"accuracy:    {r['accuracy']:.4f}")
     if "optimal_loss" in r:
         print(f"optimum:     {r['optimal_loss']:.4f} nats/token, accuracy {r['optimal_accuracy']:.4f} "

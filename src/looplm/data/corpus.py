@@ -37,6 +37,13 @@ class Corpus:
         return (stream_batches(train, bs, sl, layout, rank, world_size, group),
                 stream_batches(valid, bs, sl, layout, rank, world_size, group))
 
+    def show_batch(self, bs: int = 64, sl: int = 16, layout: str = "every", valid: bool = False, n: int = 3,
+                   group: bool = True, rows: int | None = 8) -> str:
+        """The first ``n`` batches as text, each row's target beside it (:mod:`looplm.data.show`)."""
+        from looplm.data.show import show_batch  # show decodes with the tokenizers, which know corpora
+
+        return show_batch(self, bs, sl, layout, valid, n, group, rows)
+
     @property
     def n_tokens(self) -> int:
         return len(self.tokens) + (0 if self.valid_tokens is None else len(self.valid_tokens))
