@@ -52,11 +52,15 @@ def test_folder_documents_with_separators(tmp_path):
     write(tmp_path / "docs" / "sub" / "c.txt", "cccc")
     write(tmp_path / "docs" / "empty.txt", "")
     write(tmp_path / "docs" / "notes.md", "ignored")
-    c = load_text_corpus(tmp_path / "docs", valid_pct=0.25)  # 12 bytes, cut at int(12 * 0.75) = 9
+    # 12 bytes, cut at int(12 * 0.75) = 9 (split_at="char": 0.1's cut, inside a document)
+    c = load_text_corpus(tmp_path / "docs", valid_pct=0.25, split_at="char")
     # the train part of the document cut in two ends with <sep> too, so documents can be shuffled
     assert c.tokenizer.decode(c.tokens.tolist()) == "aaaa<sep>bbbb<sep>c<sep>"
     assert c.tokenizer.decode(c.valid_tokens.tolist()) == "ccc<sep>"
     assert c.doc_starts.tolist() == [0, 5, 10]
+    # the default cut moves to the nearest word start: here the start of c.txt, 1 byte back
+    c = load_text_corpus(tmp_path / "docs", valid_pct=0.25)
+    assert c.tokenizer.decode(c.tokens.tolist()) == "aaaa<sep>bbbb<sep>" and len(c.valid_tokens) == 5
 
 
 def test_a_separate_valid_file(tmp_path):
@@ -103,7 +107,7 @@ def test_shuffled_documents(tmp_path):
     for i in range(8):
         write(tmp_path / "docs" / f"{i}.txt", str(i) * (i + 1))
     write(tmp_path / "docs" / "z.txt", "z" * 40)  # the valid part
-    c = load_text_corpus(tmp_path / "docs", valid_pct=0.4, shuffle_seed=0)
+    c = load_text_corpus(tmp_path / "docs", valid_pct=0.4, shuffle_seed=0, split_at="char")  # cut inside z.txt
     orders = [c.tokenizer.decode(c.train_tokens(e).tolist()).split("<sep>")[:-1] for e in range(3)]
     assert all(sorted(o) == sorted(orders[0]) and len(o) == 9 for o in orders)  # 8 docs + the cut one's head
     assert orders[0] != orders[1] and c.train_tokens(1).tolist() == c.train_tokens(1).tolist()

@@ -45,7 +45,7 @@ def test_per_text_spreads_the_same_total():
     assert r["bits_per_byte"] == pytest.approx(200 / math.log(2) / 500)
 
 
-def test_eval_and_the_training_table_give_bits_per_byte(files, tmp_path, capsys):
+def test_eval_and_the_training_table_give_bits_per_byte(files, tmp_path, capsys, monkeypatch):
     torch.manual_seed(0)
     cfg = TrainConfig(data=str(files[0]), model="lstm", epochs=1, lr=1e-2, bs=2, sl=16,
                       model_config=dict(emb_sz=8, n_hidden=16, n_layers=1),
@@ -58,9 +58,12 @@ def test_eval_and_the_training_table_give_bits_per_byte(files, tmp_path, capsys)
     assert float(row["bits_per_byte"]) < float(row["valid_loss"]) / math.log(2)
     assert main(["eval", "--run", str(run), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["data"] == f"{files[1]} (valid)"  # the file it scores, not the training file
+    assert r["data"].endswith("valid.txt (valid)")  # the file it scores, not the training file
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--run", "run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == "valid.txt (valid)"  # relative to where eval runs
     assert r["loss_per_char"] == pytest.approx(r["loss"] * r["n_predicted"] / r["n_chars"])
     assert r["bits_per_byte"] == pytest.approx(r["bits_per_char"] * r["n_chars"] / r["n_bytes"])
     assert main(["eval", "--run", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "bits/byte" in out and str(files[1]) in out
+    assert "bits/byte" in out and "valid.txt (valid)" in out

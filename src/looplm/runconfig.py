@@ -281,6 +281,8 @@ def _from_format_1(config: dict[str, Any], where: str) -> dict[str, Any]:
         model = {k: v for k, v in config["model_config"].items() if k in fields}
         options = train.pop("data_options")
         data = {"name": train["data"], **{k: options[k] for k in source_options(train["data"]) if k in options}}
+        if "split_at" in source_options(train["data"]):
+            data["split_at"] = "char"  # 0.1 cut text at the next character, not at a word start
         strategy = strategy_to_dict(strategy_from_flags(
             train.pop("k1"), train.pop("k2"), train.pop("tbptt_mode"), train.pop("overlap"), train.pop("burn_in"),
             train.pop("variable_sl")))

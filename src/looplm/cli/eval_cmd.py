@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -46,6 +47,18 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     add_precision_flag(p, default=None)
     p.set_defaults(handle=handle)
+
+
+def shown_path(data: str) -> str:
+    """A data path as the user would type it here: relative to the working directory when that
+    is shorter (runs keep absolute paths so that they resume from anywhere); names unchanged."""
+    if not is_text_path(data):
+        return data
+    try:
+        rel = os.path.relpath(data)
+    except ValueError:  # another drive (Windows)
+        return data
+    return rel if len(rel) < len(data) else data
 
 
 def run_tokenizer(rundir: str, vocab: Vocab, data: str | None = None) -> Tokenizer:
@@ -102,7 +115,7 @@ def evaluate(args) -> dict:
         corpus = load_corpus(data, options, tokenizer=tok, same_data=True)
         check_fingerprint(args.rundir, fingerprint(corpus, data, options.valid), "eval")
         tokens = corpus.split(trained.sl)[1]
-    out = {"run": str(args.rundir), "model": loaded.config.model, "data": args.file or f"{options.valid or data} (valid)",
+    out = {"run": str(args.rundir), "model": loaded.config.model, "data": args.file or f"{shown_path(options.valid or data)} (valid)",
            "tokenizer": tok.spec, "n_tokens": len(tokens)}
     every = getattr(loaded.model, "layout", "every") == "every"
     game = every and data == "borborzan"

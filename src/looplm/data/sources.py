@@ -33,6 +33,7 @@ class DataOptions:
     valid: str | None = None  # text: a separate validation file or folder
     valid_pct: float = 0.1  # text without --valid: the last 10% is validation
     shuffle_docs: bool = False  # text: a new document order every epoch
+    split_at: str = "word"  # text without --valid: cut at the nearest "word" start (0.1's runs: "char")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class DataSource:
     options: tuple[str, ...] = ()  # the DataOptions it reads: what a run's config.json keeps
 
 
-TEXT_OPTIONS = ("tokenizer", "valid", "valid_pct", "shuffle_docs", "seed")  # seed: the document order
+TEXT_OPTIONS = ("tokenizer", "valid", "valid_pct", "shuffle_docs", "seed", "split_at")  # seed: the document order
 
 
 def _human_numbers(_: DataOptions) -> Corpus:
@@ -103,7 +104,8 @@ def load_corpus(name: str, options: DataOptions | None = None, tokenizer: Tokeni
     options = options or DataOptions()
     if is_text_path(name):
         return load_text_corpus(name, options.tokenizer, options.valid, options.valid_pct,
-                                options.seed if options.shuffle_docs else None, tokenizer, same_data)
+                                options.seed if options.shuffle_docs else None, tokenizer, same_data,
+                                split_at=options.split_at)
     return _source(name).load(options)
 
 

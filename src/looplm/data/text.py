@@ -2,10 +2,11 @@ r"""Your own text as a corpus: one UTF-8 file, or a folder of ``.txt`` documents
 
 A folder's documents (every ``*.txt`` below it, sorted by path) are read as one text; when
 there are several, each document ends with the ``<sep>`` token. The validation split is the
-last ``valid_pct`` of the bytes, moved to the nearest word start (a byte after ASCII whitespace,
-or a document's first byte), so that no word is cut in two and a word tokenizer fitted on the
-train part never learns half a word; or a separate file or folder. (Tiny Shakespeare: nanoGPT's
-cut at 1,003,854 falls inside "here?"; ours moves 2 bytes on, to the line after it)::
+last ``valid_pct`` of the bytes, moved to the nearest word start (a byte that is not ASCII
+whitespace after one that is, or a document's first byte), so that no word is cut in two and a
+word tokenizer fitted on the train part never learns half a word; or a separate file or folder.
+(Tiny Shakespeare: nanoGPT's cut at 1,003,854 falls inside "here?"; ours moves 3 bytes on, to
+the "GREMIO:" that starts the next speech)::
 
     bytes:   doc 0 ........... | doc 1 ......................... | doc 2 ......
     tokens:  d0 d0 d0 d0 <sep>   d1 d1 d1 d1 d1 <sep> | d1 d1 <sep>  d2 d2 d2 <sep>
@@ -41,6 +42,7 @@ from looplm.errors import LooplmError
 from looplm.files import check_file
 
 BLOCK = 1 << 20  # bytes read at a time
+SPLITS = ("word", "char")  # where --valid-pct cuts: the nearest word start, or (0.1) the next character
 WHITESPACE = frozenset(b" \t\n\r\f\v")  # single bytes: never part of a multi-byte UTF-8 character
 
 
@@ -100,15 +102,17 @@ class TextSource:
         return pos
 
     def word_start(self, pos: int) -> int:
-        """The position nearest ``pos`` that starts a word: a byte after ASCII whitespace (never
-        inside a UTF-8 character) or a document's first byte; ``pos`` itself if the text has none
-        between its ends (one long word), moved to a character boundary."""
-        starts = [o for o in np.cumsum((0, *self.sizes[:-1])) if 0 < o < self.n_bytes]
+        """The position nearest ``pos`` (the earlier of two as near) that starts a word: a byte
+        that is not ASCII whitespace after one that is (never inside a UTF-8 character), or a
+        document's first byte; if the text has none between its ends (one long word), ``pos``
+        moved to a character boundary."""
+        starts = [int(o) for o in np.cumsum((0, *self.sizes[:-1])) if 0 < o < self.n_bytes]
         width = 4096
         while True:
             lo, hi = max(pos - width, 1), min(pos + width, self.n_bytes - 1)
             found = [p for p in starts if lo <= p <= hi]
-            found += [lo + i for i, b in enumerate(self._bytes(lo - 1, hi)) if b in WHITESPACE]
+            data = self._bytes(lo - 1, hi + 1)  # data[i] is byte lo - 1 + i
+            found += [lo - 1 + i for i in range(1, len(data)) if data[i - 1] in WHITESPACE and data[i] not in WHITESPACE]
             if found:
                 return min(found, key=lambda p: (abs(p - pos), p))
             if lo == 1 and hi == self.n_bytes - 1:
@@ -207,7 +211,8 @@ class TextCorpus(Corpus):
 
 def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Path | None = None,
                      valid_pct: float = 0.1, shuffle_seed: int | None = None,
-                     fitted: Tokenizer | None = None, same_data: bool = False) -> TextCorpus:
+                     fitted: Tokenizer | None = None, same_data: bool = False,
+                     split_at: str = "word") -> TextCorpus:
     """The corpus of a UTF-8 file or a folder of ``.txt`` files (see the module docstring).
 
     ``tokenizer`` is a spec (``char``, ``word``, ``word:N``, ``bpe:N``) fitted on the train
@@ -221,7 +226,10 @@ def load_text_corpus(path: str | Path, tokenizer: str = "char", valid: str | Pat
     if valid_src is None:
         if not 0.0 < valid_pct < 1.0:
             raise LooplmError(f"--valid-pct must be between 0 and 1, got {valid_pct} (or give --valid PATH)")
-        cut = src.word_start(int(src.n_bytes * (1 - valid_pct)))
+        if split_at not in SPLITS:
+            raise LooplmError(f"split_at must be one of {', '.join(SPLITS)}, got {split_at!r}")
+        at = int(src.n_bytes * (1 - valid_pct))
+        cut = src.word_start(at) if split_at == "word" else src.char_boundary(at)  # "char": looplm 0.1's runs
         if cut in (0, src.n_bytes):
             raise LooplmError(f"{path} ({src.n_bytes} bytes) is too short to split into train and valid text")
         parts = {"train": (lambda: src.read(0, cut), len(src.files), path),

@@ -105,11 +105,11 @@ class NotebookCorpus(Corpus):
     """The bor-bor-zan corpus, its "last" samples cut every ``SAMPLE_LEN`` tokens whatever
     the model reads (see the module diagram); the "every" layout is the usual one."""
 
-    def batches(self, bs: int, sl: int, layout: str, valid_bs: int | None = None,
-                rank: int = 0, world_size: int = 1, group: bool = True) -> tuple[StreamBatches, StreamBatches]:
+    def batches(self, bs: int, sl: int, layout: str, rank: int = 0, world_size: int = 1,
+                group: bool = True) -> tuple[StreamBatches, StreamBatches]:
         if layout != "last" or sl >= SAMPLE_LEN:
-            return super().batches(bs, sl, layout, valid_bs, rank, world_size, group)
-        full = super().batches(bs, SAMPLE_LEN, layout, valid_bs, rank, world_size, group)
+            return super().batches(bs, sl, layout, rank, world_size, group)
+        full = super().batches(bs, SAMPLE_LEN, layout, rank, world_size, group)
         return tuple(first_of_samples(b, sl) for b in full)  # type: ignore[return-value]
 
 

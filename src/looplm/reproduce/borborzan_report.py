@@ -123,13 +123,14 @@ def _entropy_lines(res: BorborzanResult) -> list[str]:
     return lines
 
 
-def _report_text(res: BorborzanResult) -> str:
+def _report_text(res: BorborzanResult, note: str = "") -> str:
     cut = ([f"Every model trained {res.epochs} epoch(s) instead of the notebook's: a quick look, not comparable "
             "with the notebook.", ""] if res.epochs is not None else [])
     return "\n".join([
         "# The bor-bor-zan notebook reproduced",
         "",
         environment_line(res.seeds) + f" {res.games:,} random,random games (data seed 0), bs {BS}.",
+        *([note] if note else []),
         "",
         "Final valid loss (nats/token) and accuracy, mean ± standard deviation over the seeds, beside the",
         "notebook's last epoch and beside two limits computed on the same valid targets: the **view limit**,",
@@ -140,7 +141,7 @@ def _report_text(res: BorborzanResult) -> str:
         *cut,
         *_results_table(res),
         "",
-        f"![valid loss per epoch, mean over seeds, with the optimum](loss.png)",
+        "![valid loss per epoch, mean over seeds, with the optimum](loss.png)",
         "",
         "## Where each model's gap to the optimum comes from",
         "",
@@ -171,15 +172,15 @@ def _report_text(res: BorborzanResult) -> str:
     ])
 
 
-def write_borborzan_report(res: BorborzanResult, out: str | Path) -> Path:
-    """results.json first (everything), then the figure and REPORT.md."""
+def write_borborzan_report(res: BorborzanResult, out: str | Path, note: str = "") -> Path:
+    """results.json first (everything), then the figure and REPORT.md (``note``: how it was run)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RESULTS, json.dumps(results_json(res), indent=1) + "\n")
     curves = {r.run.title: [statistics.fmean(c[e] for c in r.losses.values()) for e in range(r.run.epochs)]
               for r in res.runs}
     plot_loss_by_model(curves, out / FIGURE, {r.run.title: res.limits[r.run.model]["optimal_loss"] for r in res.runs})
-    atomic_write_text(out / REPORT, _report_text(res))
+    atomic_write_text(out / REPORT, _report_text(res, note))
     return out / REPORT
 
 
