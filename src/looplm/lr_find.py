@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from looplm.callbacks import Callback, CancelFit
 from looplm.learner import Learner
-from looplm.schedule import ExponentialSweep, valley
+from looplm.schedule import ExponentialSweep, steepest
 
 
 @dataclass
@@ -61,4 +61,4 @@ def lr_find(learn: Learner, start_lr: float = 1e-7, end_lr: float = 10.0, num_it
     lrs, losses = sweep.lrs[num_it // 10 : -5], sweep.losses[num_it // 10 : -5]
     if len(losses) < 2:
         lrs, losses = sweep.lrs, sweep.losses
-    return LRFindResult(sweep.lrs, sweep.losses, valley(lrs, losses))
+    return LRFindResult(sweep.lrs, sweep.losses, steepest(lrs, losses))

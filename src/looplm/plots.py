@@ -58,9 +58,16 @@ def plot_loss_by_model(curves: Mapping[str, Sequence[float]], path: str | Path,
 
 
 def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestion: float, path: str | Path) -> None:
+    losses = list(losses)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(lrs, losses)
     ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggested {suggestion:.2e}")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="LR finder")
+    # clip the explosion: from just below the lowest loss to just above the loss before it
+    low = min(losses)
+    before = losses[: losses.index(low) + 1]
+    top = max(before) if max(before) > low else max(losses)
+    margin = 0.1 * (top - low) or 0.1
+    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="LR finder",
+           ylim=(low - margin, top + margin))
     ax.legend()
     _save(fig, path)

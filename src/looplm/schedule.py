@@ -52,6 +52,30 @@ class ExponentialSweep:
         return self.start_lr * (self.end_lr / self.start_lr) ** pos
 
 
+def steepest(lrs: list[float], losses: list[float], width: float = 0.25) -> float:
+    """Where the loss falls fastest before its minimum: the learning rate at the most negative
+    slope d(loss)/d(log10 lr), each slope measured across ``width`` decades (a line fitted to the
+    points within width/2 on either side), so that noise on a long flat start, which makes
+    fastai's "valley" land there, averages out. lrs must grow."""
+    n = len(losses)
+    if n < 2:
+        raise ValueError("the LR finder needs at least two points to suggest a learning rate")
+    x = [math.log10(lr) for lr in lrs]
+    lowest = min(range(n), key=losses.__getitem__)
+    best, best_slope = 0, math.inf
+    for i in range(max(lowest, 1)):
+        near = [j for j in range(n) if abs(x[j] - x[i]) <= width / 2 and j <= lowest]
+        if len(near) < 2:
+            continue
+        mx = sum(x[j] for j in near) / len(near)
+        my = sum(losses[j] for j in near) / len(near)
+        var = sum((x[j] - mx) ** 2 for j in near)
+        slope = sum((x[j] - mx) * (losses[j] - my) for j in near) / var if var else 0.0
+        if slope < best_slope:
+            best, best_slope = i, slope
+    return float(lrs[best])
+
+
 def valley(lrs: list[float], losses: list[float]) -> float:
     """fastai's "valley" suggestion: inside the longest run of decreasing losses
     (longest decreasing subsequence), a point a half past its first third."""
