@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from looplm.cli.args import MAX_COUNT, SEED, count, real
+from looplm.cli.args import MAX_COUNT, MAX_LAYERS, MAX_SIZE, SEED, count, real
 from looplm.data.sources import SOURCES, DataOptions
 from looplm.device import DEVICES
 from looplm.outputs import Output, OutputKind, utf8_path
@@ -82,3 +82,29 @@ def add_data_flags(parser: argparse.ArgumentParser, positional: bool = False, va
 def data_options(args: argparse.Namespace) -> DataOptions:
     return DataOptions(games=args.games, players=args.players, seed=args.seed, tokenizer=args.tokenizer,
                        valid=args.valid, valid_pct=args.valid_pct, shuffle_docs=args.shuffle_docs)
+
+
+def add_model_flags(parser: argparse.ArgumentParser, default: str = "lm7") -> None:
+    """--model and its settings, the same for every command that builds a model."""
+    from looplm.models.registry import MODELS
+
+    parser.add_argument("--model", default=default, help=f"one of {', '.join(MODELS)} (default: {default})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="a model setting, e.g. --set n_hidden=128 --set p=0.3 (repeatable)")
+    parser.add_argument("--preset", help="named model settings, applied before --set (awd-lstm: fastai, paper)")
+    parser.add_argument("--emb-sz", type=count(MAX_SIZE), help="embedding size (lstm, gru, awd-lstm)")
+    parser.add_argument("--n-hidden", type=count(MAX_SIZE), help="units per recurrent layer")
+    parser.add_argument("--n-layers", type=count(MAX_LAYERS), help="stacked recurrent layers")
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    """The model settings the flags of :func:`add_model_flags` ask for: the preset, then the
+    sizes, then each --set (later ones win)."""
+    from looplm.models.registry import model_spec
+    from looplm.overrides import parse_overrides
+
+    spec = model_spec(args.model)
+    settings = spec.preset(args.preset) if args.preset else {}
+    settings.update(spec.sizes(args.emb_sz, args.n_hidden, args.n_layers))
+    settings.update(parse_overrides(spec.config_cls, args.overrides))
+    return settings

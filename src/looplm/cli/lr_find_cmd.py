@@ -1,12 +1,12 @@
-"""``looplm lr-find --data D --model M [--out PNG]``: fastai's exponential sweep."""
+"""``looplm lr-find --data D --model M [--emb-sz/--n-hidden/--n-layers/--preset/--set] [--out PNG]``:
+fastai's exponential sweep, on the model ``train`` would build from the same flags."""
 
 from __future__ import annotations
 
 from looplm.cli.args import MAX_BS, MAX_COUNT, MAX_SL, SEED, count, real
-from looplm.cli.common import add_data_flags, add_device_flag, add_output_flags, add_precision_flag, data_inputs, data_options, output
+from looplm.cli.common import (add_data_flags, add_device_flag, add_model_flags, add_output_flags, add_precision_flag,
+                               data_inputs, data_options, model_settings, output)
 from looplm.lr_find import lr_find
-from looplm.models.registry import MODELS, model_spec
-from looplm.overrides import parse_overrides
 from looplm.plots import plot_lr_find
 from looplm.errors import LooplmError
 from looplm.outputs import PNG
@@ -17,7 +17,7 @@ from looplm.training import TrainConfig, build_learner
 def add_parser(sub) -> None:
     p = sub.add_parser("lr-find", help="sweep the learning rate exponentially and suggest one")
     add_data_flags(p)
-    p.add_argument("--model", default="lm7", help=f"one of {', '.join(MODELS)}")
+    add_model_flags(p)
     p.add_argument("--bs", type=count(MAX_BS), default=64)
     p.add_argument("--sl", type=count(MAX_SL), default=16)
     p.add_argument("--wd", type=real(0, 1e6), default=0.01)
@@ -25,7 +25,6 @@ def add_parser(sub) -> None:
     p.add_argument("--start-lr", type=real(above=0, max=1e6), default=1e-7)
     p.add_argument("--end-lr", type=real(above=0, max=1e6), default=10.0)
     p.add_argument("--num-it", type=count(MAX_COUNT), default=100)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
     add_output_flags(p, default="lr_find.png", help="PNG of loss against learning rate")
     add_device_flag(p)
     add_precision_flag(p)
@@ -33,10 +32,9 @@ def add_parser(sub) -> None:
 
 
 def handle(args) -> int:
-    spec = model_spec(args.model)
     cfg = TrainConfig(data=args.data, model=args.model, bs=args.bs, sl=args.sl, wd=args.wd, seed=args.seed,
                       device=args.device, data_options=data_options(args), precision=args.precision,
-                      model_config=parse_overrides(spec.config_cls, args.overrides))
+                      model_config=model_settings(args))
     cfg.validate()
     if not args.start_lr < args.end_lr:
         raise LooplmError(f"--start-lr {args.start_lr:g} must be below --end-lr {args.end_lr:g}")

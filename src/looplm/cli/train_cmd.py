@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from looplm.cli.args import MAX_BS, MAX_EPOCHS, MAX_LAYERS, MAX_SECONDS, MAX_SIZE, MAX_SL, SEED, count, real, whole
-from looplm.cli.common import add_data_flags, add_device_flag, add_output_flags, add_precision_flag, data_inputs, data_options, output, path_arg
+from looplm.cli.args import MAX_BS, MAX_EPOCHS, MAX_SECONDS, MAX_SL, SEED, count, real, whole
+from looplm.cli.common import (add_data_flags, add_device_flag, add_model_flags, add_output_flags, add_precision_flag,
+                               data_inputs, data_options, model_settings, output, path_arg)
 from looplm.outputs import RUN
-from looplm.models.registry import MODELS, model_spec
-from looplm.overrides import parse_overrides
 from looplm.data.batching import check_divisible
 from looplm.data.sources import DataOptions, is_text_path
 from looplm.errors import LooplmError
@@ -24,7 +23,7 @@ from looplm.cli.launch import launch
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and save a run directory")
     add_data_flags(p)
-    p.add_argument("--model", default="lm7", help=f"one of {', '.join(MODELS)} (default: lm7)")
+    add_model_flags(p)
     p.add_argument("--epochs", type=count(MAX_EPOCHS), default=15)
     p.add_argument("--lr", type=real(above=0, max=1e6), default=1e-2, help="peak learning rate of the one cycle")
     p.add_argument("--wd", type=real(0, 1e6), default=0.01, help="decoupled weight decay (default: 0.01)")
@@ -36,12 +35,6 @@ def add_parser(sub) -> None:
     p.add_argument("--clip", type=real(above=0, max=1e12), default=None, help="clip the gradient norm to this")
     p.add_argument("--moms", type=real(0, below=1), nargs=3, default=(0.95, 0.85, 0.95), metavar=("START", "MID", "END"),
                    help="beta1 cycle of the one-cycle schedule")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                   help="a model setting, e.g. --set n_hidden=128 --set p=0.3 (repeatable)")
-    p.add_argument("--preset", help="named model settings, applied before --set (awd-lstm: fastai, paper)")
-    p.add_argument("--emb-sz", type=count(MAX_SIZE), help="embedding size (lstm, gru, awd-lstm)")
-    p.add_argument("--n-hidden", type=count(MAX_SIZE), help="units per recurrent layer")
-    p.add_argument("--n-layers", type=count(MAX_LAYERS), help="stacked recurrent layers")
     s = p.add_argument_group("training strategy (default: chunks of --sl, state carried and detached)")
     s.add_argument("--k1", type=count(MAX_SL), help="TBPTT(k1, k2): an update every k1 steps of the stream ...")
     s.add_argument("--k2", type=count(MAX_SL), help="... backpropagating through the last k2 steps")
@@ -84,10 +77,7 @@ def handle(args) -> int:
         result = resume_training(args.resume, log=None if args.quiet else print, progress=not args.quiet,
                                  dist_options=options, precision=args.precision)
         return _done(result, args.resume, args.quiet)
-    spec = model_spec(args.model)
-    model_config = spec.preset(args.preset) if args.preset else {}
-    model_config.update(spec.sizes(args.emb_sz, args.n_hidden, args.n_layers))
-    model_config.update(parse_overrides(spec.config_cls, args.overrides))
+    model_config = model_settings(args)
     cfg = TrainConfig(
         data=absolute_if_path(args.data), model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs,
         sl=args.sl, seed=args.seed, alpha=args.alpha, beta=args.beta, clip=args.clip, moms=tuple(args.moms),
