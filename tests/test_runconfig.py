@@ -44,7 +44,7 @@ def test_each_source_keeps_its_own_options():
     assert bor == {"name": "borborzan", "games": 50, "players": "random,cautious", "seed": 4}
     text = _dict(TrainConfig(model="lm6", data="/data/notes.txt", data_options=options))["data"]
     assert text == {"name": "/data/notes.txt", "tokenizer": "bpe:300", "valid": None, "valid_pct": 0.2,
-                    "shuffle_docs": False, "seed": 4}
+                    "shuffle_docs": False, "seed": 4, "split_at": "word"}
 
 
 SPECS = st.one_of(
