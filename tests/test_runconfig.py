@@ -35,7 +35,7 @@ def test_an_lm4_run_records_only_what_lm4_human_numbers_and_chunks_use(tmp_path)
     assert config["data"] == {"name": "human-numbers"}
     assert config["training"]["strategy"] == {"kind": "chunks"}
     assert set(config["training"]) == {"epochs", "lr", "wd", "bs", "sl", "seed", "alpha", "beta", "clip", "moms",
-                                       "device", "group", "strategy", "precision"}
+                                       "device", "group", "strategy", "precision", "time_budget", "budget"}
 
 
 def test_each_source_keeps_its_own_options():

@@ -247,11 +247,13 @@ class Learner:
 
     # -- fitting ------------------------------------------------------------
     def fit(self, n_epochs: int, lr: float, wd: float | None = None, cbs: Iterable[Callback] = (),
-            resume: TrainerSnapshot | None = None) -> list[EpochMetrics]:
+            resume: TrainerSnapshot | None = None, max_updates: int | None = None) -> list[EpochMetrics]:
         """Train ``n_epochs`` at learning rate ``lr`` (callbacks may schedule it).
 
         ``resume`` continues an interrupted fit from a :meth:`snapshot` taken with
         the same settings: the losses then equal those of an uninterrupted fit.
+        ``max_updates`` stops after that many updates in all, inside the last epoch at a
+        batch boundary (then validated as any epoch); schedules end there.
         """
         cbs = self.check_fit(n_epochs, lr, cbs)
         self.needs_activations = any(cb.needs_activations for cb in cbs)
@@ -259,6 +261,8 @@ class Learner:
         self.opt = default_adam(param_groups(self.model, wd), lr, wd)
         self.hypers = OptimizerHypers(self.opt)
         self.total_iters = sum(self.strategy.n_updates(self.train_data, e) for e in range(n_epochs))
+        if max_updates is not None:
+            self.total_iters = min(self.total_iters, max_updates)
         self.epoch = self.batch = self.train_iter = 0
         self._loss_sum = torch.zeros((), device=self.device)
         if resume is not None:
@@ -290,7 +294,7 @@ class Learner:
         return cbs
 
     def _fit_epochs(self, n_epochs: int) -> None:
-        while self.epoch < n_epochs:
+        while self.epoch < n_epochs and self.train_iter < self.total_iters:  # max_updates may end it sooner
             start = time.perf_counter()
             self.event("before_epoch")
             train_loss = self._train_epoch()
@@ -317,10 +321,13 @@ class Learner:
         pct_start: float = 0.25,
         cbs: Iterable[Callback] = (),
         resume: TrainerSnapshot | None = None,
+        max_updates: int | None = None,
     ) -> list[EpochMetrics]:
-        """fastai's one-cycle policy (see :class:`looplm.schedule.OneCycle`)."""
+        """fastai's one-cycle policy (see :class:`looplm.schedule.OneCycle`), over
+        ``max_updates`` updates when given (a fractional last epoch)."""
         schedule = OneCycle(lr_max, div, div_final, pct_start, moms)
-        return self.fit(n_epochs, lr_max, wd, [OneCycleScheduler(schedule), *cbs], resume=resume)
+        return self.fit(n_epochs, lr_max, wd, [OneCycleScheduler(schedule), *cbs], resume=resume,
+                        max_updates=max_updates)
 
     def _train_epoch(self) -> float:
         """Run the epoch's updates from ``self.batch`` on (0 unless resuming mid-epoch);
@@ -345,11 +352,13 @@ class Learner:
             if self.watch_finite and self.train_iter % CHECK_EVERY == 0:
                 self.finite.check(self.epoch, self.dist)
             self.event("after_batch")
+            if self.train_iter >= self.total_iters:  # a planned stop inside the last epoch
+                break
         self.activations = None
         if self.watch_finite:
             self.finite.check(self.epoch, self.dist)
         loss_sum = self.dist.weighted_mean(self._loss_sum, self.train_data.bs)
-        return (loss_sum / n_updates).item()
+        return (loss_sum / self.batch).item()  # the updates of this epoch (all, unless stopped early)
 
     # -- snapshots (for checkpoints) -------------------------------------------
     def snapshot(self) -> TrainerSnapshot:

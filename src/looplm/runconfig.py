@@ -94,9 +94,11 @@ class VariableSpec:
     """AWD-LSTM's random sequence lengths around ``sl``."""
 
     kind: ClassVar[str] = "variable"
+    bucket: int = 1  # lengths rounded to multiples of this (the CLI's --sl-bucket: 8), so oneDNN meets few shapes
 
     def validate(self, sl: int) -> None:
-        pass
+        if self.bucket < 1:
+            raise LooplmError(f"--sl-bucket must be at least 1, got {self.bucket}")
 
 
 StrategySpec = Union[ChunksSpec, TBPTTSpec, WindowsSpec, VariableSpec]
@@ -104,7 +106,7 @@ STRATEGIES: dict[str, type] = {s.kind: s for s in (ChunksSpec, TBPTTSpec, Window
 
 
 def strategy_from_flags(k1: int | None = None, k2: int | None = None, mode: str = "stored", overlap: int = 0,
-                        burn_in: int = 0, variable_sl: bool = False) -> StrategySpec:
+                        burn_in: int = 0, variable_sl: bool = False, sl_bucket: int = 1) -> StrategySpec:
     """The strategy ``looplm train``'s flags ask for; two strategies at once are refused."""
     if overlap < 0 or burn_in < 0:
         raise LooplmError(f"--overlap and --burn-in must not be negative, got {overlap}, {burn_in}")
@@ -116,7 +118,7 @@ def strategy_from_flags(k1: int | None = None, k2: int | None = None, mode: str 
         return TBPTTSpec(k1, k2, mode)
     if overlap or burn_in:
         return WindowsSpec(overlap, burn_in)
-    return VariableSpec() if variable_sl else ChunksSpec()
+    return VariableSpec(sl_bucket) if variable_sl else ChunksSpec()
 
 
 def strategy_to_dict(spec: StrategySpec) -> dict[str, Any]:
@@ -154,6 +156,8 @@ class TrainConfig:
     model_config: dict[str, Any] = field(default_factory=dict)  # the model's settings but vocab_sz
     strategy: StrategySpec = field(default_factory=ChunksSpec)  # how the training stream becomes updates
     precision: str = "fp32"  # fp32, bf16, fp16 or auto (the CLI's default); config.json records what auto chose
+    time_budget: float | None = None  # minutes for training and validation: the schedule is planned to fit
+    budget: dict[str, Any] | None = None  # that plan (looplm.budget.BudgetPlan), made once before training
 
     def validate(self) -> None:
         reals = {"--lr": self.lr, "--wd": self.wd, "--alpha": self.alpha, "--beta": self.beta,
@@ -178,6 +182,8 @@ class TrainConfig:
             raise LooplmError(f"--clip must be positive, got {self.clip}")
         if self.alpha < 0 or self.beta < 0:
             raise LooplmError(f"--alpha and --beta must not be negative, got {self.alpha}, {self.beta}")
+        if self.time_budget is not None and not 0 < self.time_budget < math.inf:
+            raise LooplmError(f"--time-budget must be a positive number of minutes, got {self.time_budget}")
         self.strategy.validate(self.sl)
 
 

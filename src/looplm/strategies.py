@@ -84,6 +84,7 @@ class VariableChunks(Strategy):
     seed: int = 0
     std: float = 5.0
     minimum: int = 5
+    bucket: int = 1  # round each length to a multiple of this: few shapes, few oneDNN kernels to build
 
     def lengths(self, data: StreamBatches, epoch: int) -> list[int]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -91,6 +92,8 @@ class VariableChunks(Strategy):
         while sum(out) < total:
             base = sl if torch.rand((), generator=gen) < 0.95 else sl / 2
             length = max(self.minimum, int(base + self.std * torch.randn((), generator=gen)))
+            if self.bucket > 1:
+                length = max(self.bucket, round(length / self.bucket) * self.bucket)
             out.append(min(length, total - sum(out)))
         return out
 

@@ -6,11 +6,13 @@ This is what ``looplm train`` calls, and what the chapter report calls seven tim
 from __future__ import annotations
 
 import dataclasses
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from looplm.budget import plan_budget
 from looplm.callbacks import ARTAR, Callback, GradientClip
 from looplm.data.batching import n_samples, stream_batches
 from looplm.data.corpus import Corpus
@@ -41,7 +43,7 @@ def strategy_for(cfg: TrainConfig) -> Strategy:
     if isinstance(spec, WindowsSpec):
         return Windows(cfg.sl, overlap=spec.overlap) if spec.overlap else Windows(cfg.sl, burn=spec.burn_in)
     if isinstance(spec, VariableSpec):
-        return VariableChunks(seed=cfg.seed)
+        return VariableChunks(seed=cfg.seed, bucket=spec.bucket)
     return Chunks()
 
 
@@ -127,6 +129,7 @@ def train(
 
     Started by torchrun, this process is one rank of a data-parallel job
     (:mod:`looplm.distributed`): only rank 0 prints and writes ``out``."""
+    started = time.monotonic()
     cfg.validate()
     dist = setup(cfg, dist_options)
     if not dist.is_main:
@@ -140,7 +143,9 @@ def train(
         log(learner.precision.reason)
     cfg = dataclasses.replace(cfg, precision=learner.precision.name)  # a resumed run trains the same way
     cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus, cfg.bs, cfg.group, dist.rank, dist.world_size)]
-    learner.check_fit(cfg.epochs, cfg.lr, cbs)  # the last refusal: nothing is written before it
+    learner.check_fit(cfg.epochs, cfg.lr, cbs)
+    if cfg.time_budget is not None and cfg.budget is None:  # planned once; a resumed run follows the plan
+        cfg = plan_run(cfg, learner, callbacks_for(cfg), time.monotonic() - started, log)  # the last refusal
     snapshot = None
     if resume:  # the run's own files stay as they are; a checkpoint that does not load stops here
         # rank 0 first, then every rank reads the checkpoint itself (nothing is sent pickled)
@@ -153,7 +158,8 @@ def train(
             dist.main_only(lambda: _start_run(output, corpus, config, cfg))
         cbs.append(checkpointer)
     with stop_on_sigint(checkpointer) if checkpointer else nullcontext():
-        learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot)
+        learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot,
+                              max_updates=cfg.budget["total_updates"] if cfg.budget else None)
     if out is not None and dist.is_main:
         check_weights(learner.model, cfg.epochs)  # never saved as a success
         history = with_text_units([m.as_dict() for m in learner.history], cfg, corpus)
@@ -172,6 +178,16 @@ def with_text_units(history: list[dict], cfg: TrainConfig, corpus: Corpus) -> li
     n = n_samples(len(valid), cfg.sl) // cfg.bs * cfg.bs * cfg.sl
     n_chars, n_bytes = text_size(tokenizer_for(corpus), valid, n)
     return [{**row, **per_text(row["valid_loss"], n, n_chars, n_bytes)} for row in history]
+
+
+def plan_run(cfg: TrainConfig, learner: Learner, cbs: Sequence[Callback], elapsed_s: float,
+             log: Callable[[str], None] | None) -> TrainConfig:
+    """``cfg`` with the updates that fit in its time budget (:mod:`looplm.budget`), ``cfg.epochs``
+    at most; its ``epochs`` become the epochs started, the last perhaps cut short."""
+    plan = plan_budget(learner, cfg.time_budget, cfg.lr, elapsed_s, cbs, max_epochs=cfg.epochs)
+    if log is not None:
+        log(plan.describe())
+    return dataclasses.replace(cfg, epochs=plan.epochs, budget=dataclasses.asdict(plan))
 
 
 def _start_run(output: Output, corpus: Corpus, config: dict[str, Any], cfg: TrainConfig) -> None:

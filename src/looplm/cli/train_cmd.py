@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and save a run directory")
     add_data_flags(p)
     add_model_flags(p)
-    p.add_argument("--epochs", type=count(MAX_EPOCHS), default=15)
+    p.add_argument("--epochs", type=count(MAX_EPOCHS), default=None,
+                   help="epochs of the one cycle (default: 15; with --time-budget, at most this many)")
     p.add_argument("--lr", type=real(above=0, max=1e6), default=1e-2, help="peak learning rate of the one cycle")
     p.add_argument("--wd", type=real(0, 1e6), default=0.01, help="decoupled weight decay (default: 0.01)")
     p.add_argument("--bs", type=count(MAX_BS), default=64, help="rows of the stream per batch")
@@ -46,6 +47,12 @@ def add_parser(sub) -> None:
                    help="stateless windows of --sl steps whose first K1 steps run without gradient")
     s.add_argument("--variable-sl", action="store_true",
                    help="AWD-LSTM's random sequence lengths around --sl (learning rate scaled by length)")
+    s.add_argument("--sl-bucket", type=count(MAX_SL), default=8, metavar="N",
+                   help="--variable-sl: round each length to a multiple of N, so oneDNN meets few shapes "
+                        "(default: 8; 1: any length)")
+    p.add_argument("--time-budget", type=real(above=0, max=MAX_SECONDS / 60), default=None, metavar="MINUTES",
+                   help="train and validate within MINUTES: a short warm-up measures the speed, then the one-cycle "
+                        "schedule is sized to fit (fractional epochs; --epochs, if given, caps it)")
     add_output_flags(p, help="run directory to write (required unless --resume)")
     p.add_argument("--resume", type=path_arg, metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
@@ -79,12 +86,12 @@ def handle(args) -> int:
         return _done(result, args.resume, args.quiet)
     model_config = model_settings(args)
     cfg = TrainConfig(
-        data=absolute_if_path(args.data), model=args.model, epochs=args.epochs, lr=args.lr, wd=args.wd, bs=args.bs,
+        data=absolute_if_path(args.data), model=args.model, epochs=args.epochs or (MAX_EPOCHS if args.time_budget else 15), lr=args.lr, wd=args.wd, bs=args.bs,
         sl=args.sl, seed=args.seed, alpha=args.alpha, beta=args.beta, clip=args.clip, moms=tuple(args.moms),
         device=args.device, data_options=_absolute_valid(data_options(args)), model_config=model_config,
         strategy=strategy_from_flags(args.k1, args.k2, args.tbptt_mode, args.overlap, args.burn_in,
-                                     args.variable_sl),
-        precision=args.precision or "auto",
+                                     args.variable_sl, args.sl_bucket),
+        precision=args.precision or "auto", time_budget=args.time_budget,
     )
     result = train(cfg, out=out, log=None if args.quiet else print, progress=not args.quiet,
                    dist_options=options)
