@@ -20,12 +20,12 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from looplm.callbacks import EVENTS, Callback, CancelFit, OneCycleScheduler, ResetState
 from looplm.data.batching import StreamBatches
 from looplm.distributed import Distributed
 from looplm.errors import LooplmError
+from looplm.progress import progress
 from looplm.finite import CHECK_EVERY, FiniteWatch, NonFiniteTraining, check_weights
 from looplm.evaluate import stream_outputs
 from looplm.losses import mean_cross_entropy, perplexity, summed_cross_entropy
@@ -340,8 +340,7 @@ class Learner:
         self.opt.zero_grad(set_to_none=True)
         updates = self.strategy.updates(self, self.train_data, self.batch)
         self.finite.reset(self.batch)
-        for loss in tqdm(updates, total=n_updates, initial=self.batch, desc=f"epoch {self.epoch}", leave=False,
-                         disable=not self.progress, mininterval=0.5):
+        for loss in progress(updates, n_updates, self.batch, f"epoch {self.epoch}", self.progress):
             self.dist.sync_gradients(self.model.parameters())  # every rank takes the step of the whole batch
             self.event("before_step")
             self.precision.step(self.opt)

@@ -45,7 +45,7 @@ class OutputKind:
 TMP = ".*.tmp"  # looplm.atomic's temporary files, left by a killed writer
 RUN = OutputKind("looplm run directory", True, marker="config.json", owned=(
     "config.json", "vocab.json", "tokenizer.json", "data.json", "model.safetensors", "metrics.csv", "curves.png",
-    "checkpoint", "checkpoint-*", ".checkpoint*", "CHECKPOINT", TMP, "tensorboard", "train.log"))
+    "checkpoint", "checkpoint-*", ".checkpoint*", "CHECKPOINT", TMP, "tensorboard", "tb", "train.log"))
 REPORT = OutputKind("looplm report directory", True, marker="results.json",
                     owned=("REPORT.md", "results.json", "*.png", TMP))
 PNG = OutputKind("PNG plot", False, magic=b"\x89PNG\r\n\x1a\n")

@@ -15,6 +15,7 @@ from looplm.errors import LooplmError
 from looplm.resume import resume_training
 from looplm.runconfig import TrainConfig, load_config, strategy_from_flags
 from looplm.tbptt import MODES
+from looplm.tensorboard import TensorBoard
 from looplm.training import train
 from looplm import distributed
 from looplm.cli.launch import launch
@@ -56,6 +57,8 @@ def add_parser(sub) -> None:
     add_output_flags(p, help="run directory to write (required unless --resume)")
     p.add_argument("--resume", type=path_arg, metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+    p.add_argument("--tensorboard", action="store_true",
+                   help='TensorBoard event files in RUNDIR/tb (needs: pip install -e ".[tensorboard]")')
     add_device_flag(p)
     add_precision_flag(p, default=None)
     d = p.add_argument_group("data parallel (see docs/scaling.md)")
@@ -93,9 +96,17 @@ def handle(args) -> int:
                                      args.variable_sl, args.sl_bucket),
         precision=args.precision or "auto", time_budget=args.time_budget,
     )
+    cbs = [TensorBoard(Path(args.out) / "tb", tensorboard_hparams(cfg))] if args.tensorboard and distributed.is_main() else []
     result = train(cfg, out=out, log=None if args.quiet else print, progress=not args.quiet,
-                   dist_options=options)
+                   dist_options=options, cbs=cbs)
     return _done(result, args.out, args.quiet)
+
+
+def tensorboard_hparams(cfg: TrainConfig) -> dict:
+    """The run's settings as TensorBoard's HParams table shows them: one flat level."""
+    flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
+    flat.update({f"model.{k}": v for k, v in cfg.model_config.items()})
+    return flat
 
 
 def _check_resume_splits(run_dir: str, nproc: int) -> None:
