@@ -27,3 +27,12 @@ def test_a_training_log_written_to_a_file_has_no_carriage_returns(tmp_path):
     text = log.read_text()
     assert "\r" not in text
     assert [line.split(":")[0] for line in text.splitlines()] == ["epoch 0", "epoch 1"]  # one line per epoch
+
+
+def test_an_epoch_stopped_inside_its_stream_still_prints_its_line():
+    stream = io.StringIO()
+    for i in progress(range(10), 10, desc="epoch 3", stream=stream, every=1e9):
+        if i == 3:
+            break  # the learner's planned stop inside the last epoch
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("epoch 3: 3/10 updates in")

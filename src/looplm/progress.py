@@ -30,11 +30,15 @@ def progress(items: Iterable[T], total: int, initial: int = 0, desc: str = "", e
 
 def _plain(items: Iterable[T], total: int, done: int, desc: str, stream: IO[str], every: float) -> Iterator[T]:
     start = last = time.monotonic()
-    for item in items:
-        yield item
-        done += 1
-        now = time.monotonic()
-        if now - last >= every and done < total:
-            print(f"{desc}: {done:,}/{total:,} updates, {now - start:.0f} s", file=stream, flush=True)
-            last = now
-    print(f"{desc}: {done:,}/{total:,} updates in {time.monotonic() - start:.1f} s", file=stream, flush=True)
+    try:
+        for item in items:
+            yield item
+            done += 1
+            now = time.monotonic()
+            if now - last >= every and done < total:
+                print(f"{desc}: {done:,}/{total:,} updates, {now - start:.0f} s", file=stream, flush=True)
+                last = now
+    finally:
+        # An epoch planned to stop inside its stream leaves the loop with ``break``: the
+        # generator is closed rather than exhausted, and its line must still be printed.
+        print(f"{desc}: {done:,}/{total:,} updates in {time.monotonic() - start:.1f} s", file=stream, flush=True)
