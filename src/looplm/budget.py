@@ -97,10 +97,10 @@ def _head(data: StreamBatches, n_batches: int) -> StreamBatches:
 def measure(learn, lr: float, warmup_s: float, cbs=()) -> tuple[float, float]:
     """(seconds per update, seconds per full validation) of ``learn`` with callbacks ``cbs``,
     measured on a throwaway copy of its weights, with its random number generator put back."""
-    saved, rng, log = copy.deepcopy(learn.model.state_dict()), torch.get_rng_state(), learn.log
+    saved, rng, log, shown = copy.deepcopy(learn.model.state_dict()), torch.get_rng_state(), learn.log, learn.progress
     n = learn.strategy.n_updates(learn.train_data, 0)
     watch = _Stopwatch(min_updates=4, max_updates=min(n, 200), seconds=warmup_s)
-    learn.log = None
+    learn.log, learn.progress = None, False  # the warm-up is a measurement, not an epoch of the run
     try:
         learn.fit(1, lr, cbs=[*cbs, watch])
         intervals = [b - a for a, b in zip(watch.times[2:], watch.times[3:])]  # the first builds kernels
@@ -112,7 +112,7 @@ def measure(learn, lr: float, warmup_s: float, cbs=()) -> tuple[float, float]:
         learn.validate(_head(learn.valid_data, head))
         per_validation = (time.perf_counter() - start) * n_valid / head
     finally:
-        learn.log = log
+        learn.log, learn.progress = log, shown
         learn.model.load_state_dict(saved)
         learn.history.clear()
         torch.set_rng_state(rng)
