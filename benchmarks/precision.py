@@ -11,7 +11,7 @@ the median of the rounds' ratios.
     python benchmarks/precision.py --sweep      # the break-even hidden size behind --precision auto
 
 Peak memory: each (model, precision) trains ``--steps`` steps in a fresh process and
-reports its peak resident set (``ru_maxrss``, which includes Python and torch).
+reports its peak resident set (VmHWM, which includes Python and torch).
 """
 
 from __future__ import annotations
@@ -100,11 +100,13 @@ def alternate(case: Case, rounds: int, steps: int) -> dict[str, list[float]]:
 
 
 def peak_rss_mib(case: str, precision: str, steps: int, threads: int) -> float:
-    """Peak resident set of a fresh process training ``steps`` steps."""
+    """Peak resident set of a fresh process training ``steps`` steps. Read from VmHWM, not
+    ``ru_maxrss``: Linux keeps a process's ru_maxrss across fork and exec, so a child would report
+    this benchmark's own peak whenever that is larger."""
     code = (f"import sys, resource, torch; sys.argv = ['x']; torch.set_num_threads({threads}); "
             "sys.path.insert(0, 'benchmarks'); import precision as b; "
             f"t = b.Trainer(b.CASES[{case!r}], {precision!r}); [t.step() for _ in range({steps})]; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return int(out.split()[-1]) / 1024
 
