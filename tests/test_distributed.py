@@ -1,4 +1,4 @@
-"""Data-parallel training (issue 7): 2 ranks on gloo equal one process with the same global batch.
+"""Data-parallel training: 2 ranks on gloo equal one process with the same global batch.
 
 The ranks are real processes: ``python -m looplm train`` started with torchrun's environment
 (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), or through ``looplm train --nproc 2``.

@@ -4,7 +4,8 @@ import torch
 from looplm.callbacks import ARTAR, Callback, GradientClip
 from looplm.data import load_corpus
 from looplm.errors import LooplmError
-from looplm.learner import Learner, default_adam, param_groups
+from looplm.learner import Learner
+from looplm.optim import default_adam, param_groups
 from looplm.lr_find import lr_find
 from looplm.models import build_model
 from looplm.training import TrainConfig, train

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tbptt_reference import brute_force as reference, grads, state_at
+
 from looplm.errors import LooplmError
 from looplm.state import state_leaves
 from looplm.tbptt import TBPTTStream, truncated_bptt
@@ -55,34 +57,6 @@ def make(bs=2, T=11, seed=0):
     return model, x, y
 
 
-def grads(model):
-    return [p.grad.clone() for p in model.parameters()]
-
-
-def state_at(model, x, p):
-    with torch.no_grad():
-        return model(x[:, :p])[1] if p > 0 else None
-
-
-def brute_force(model, x, y, k1, k2):
-    """Per update: (gradients, reported loss, state at the stride's end)."""
-    bs, T = x.shape[:2]
-    results = []
-    for s in range(0, T, k1):
-        t = min(s + k1, T)
-        w = max(0, t - k2)
-        a, n = max(s, w), bs * (t - s)
-        with torch.no_grad():
-            stride_out, end_state = model(x[:, s:t], state_at(model, x, s))
-        model.zero_grad()
-        h = state_at(model, x, w)
-        if a > w:
-            h = model(x[:, w:a], h)[1]
-        out, _ = model(x[:, a:t], h)
-        (mse(out, y[:, a:t]) / n).backward()
-        results.append((grads(model), mse(stride_out, y[:, s:t]) / n, end_state))
-    model.zero_grad()
-    return results
 
 
 def collect(model, steps, opt=None):
@@ -121,7 +95,7 @@ CASES = [(4, 4, 11), (1, 4, 9), (2, 6, 11), (3, 5, 11), (5, 20, 11), (4, 2, 11),
 @pytest.mark.parametrize("k1,k2,T", CASES)
 def test_float_stream_with_a_dict_state_matches_brute_force(k1, k2, T, mode):
     model, x, y = make(T=T)
-    expected = brute_force(model, x, y, k1, k2)
+    expected = reference(model, x, y, k1, k2, loss_fn=mse)
     got = collect(model, truncated_bptt(model, x, y, k1, k2, loss_fn=mse, mode=mode))
     assert_same_updates(got, expected)
     assert int(got[-1][2]["step"]) == T and got[-1][2]["spare"] is None

@@ -48,7 +48,8 @@ from looplm.errors import LooplmError
 from looplm.files import check_file, read_json
 from looplm.strict import from_dict
 from looplm.finite import all_finite
-from looplm.learner import EpochMetrics, Learner, TrainerSnapshot, param_groups
+from looplm.learner import EpochMetrics, Learner, TrainerSnapshot
+from looplm.optim import param_groups
 from looplm.rundir import weights_mismatch
 from looplm.state import State, state_from_flat, state_from_named, state_leaves, state_to_flat
 
