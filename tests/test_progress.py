@@ -33,6 +33,6 @@ def test_an_epoch_stopped_inside_its_stream_still_prints_its_line():
     stream = io.StringIO()
     for i in progress(range(10), 10, desc="epoch 3", stream=stream, every=1e9):
         if i == 3:
-            break  # the learner's planned stop inside the last epoch
+            break  # the learner's planned stop, after its fourth update
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("epoch 3: 3/10 updates in")
+    assert len(lines) == 1 and lines[0].startswith("epoch 3: 4/10 updates in")

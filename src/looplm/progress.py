@@ -32,8 +32,8 @@ def _plain(items: Iterable[T], total: int, done: int, desc: str, stream: IO[str]
     start = last = time.monotonic()
     try:
         for item in items:
+            done += 1  # counted when handed out: a loop that breaks has still done this one
             yield item
-            done += 1
             now = time.monotonic()
             if now - last >= every and done < total:
                 print(f"{desc}: {done:,}/{total:,} updates, {now - start:.0f} s", file=stream, flush=True)
