@@ -49,32 +49,25 @@ class Dropout(nn.Module):
         """x (...) -> same shape."""
         if not self.training or self.p == 0:
             return x
-        keep = torch.rand(x.shape, device=x.device).ge_(self.p).mul_(1 / (1 - self.p))
-        return x * keep.to(x.dtype)
+        return x * self.mask(x)
+
+    def mask(self, x: Tensor) -> Tensor:
+        """A fresh mask of x's shape and dtype: 0 with probability p, else 1/(1-p)."""
+        return torch.rand(x.shape, device=x.device).ge_(self.p).mul_(1 / (1 - self.p)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
 
-class ChapterDropout(nn.Module):
+class ChapterDropout(Dropout):
     """The chapter's dropout, written by hand: a ``bernoulli_`` mask of x's shape, fresh every
     call, zeroing each element with probability p and scaling the kept ones by 1/(1-p) (so every
     activation keeps its expected value); the identity in eval mode. ``Dropout`` above draws
     the same distribution faster; this one is the book's code, for LModel7 ``--set dropout=scratch``.
     """
 
-    def __init__(self, p: float = 0.5):
-        super().__init__()
-        self.p = check_p("p", p)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x (any shape) -> same shape."""
-        if not self.training or self.p == 0:
-            return x
-        return x * dropout_mask(x, x.shape, self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    def mask(self, x: Tensor) -> Tensor:
+        return dropout_mask(x, x.shape, self.p)
 
 
 class RNNDropout(nn.Module):
