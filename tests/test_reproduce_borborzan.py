@@ -1,6 +1,7 @@
 """``looplm reproduce borborzan``: the notebook's layout, its view limits, and a tiny seeded run."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -64,6 +65,15 @@ def test_tiny_reproduction_learns_and_reports(tmp_path, capsys):
     assert limits["lm1"]["optimal_loss"] < limits["lm1"]["view_loss"] < losses["lm1"] < limits["lm1"]["view_loss"] + 0.15
     assert limits["lm4"]["optimal_loss"] < losses["lm4"] < 0.70 and losses["lm7"] < 0.66
     assert [r["run"]["dropout"] for r in data["runs"]] == ["torch", "torch", "scratch"]
+    # bits per byte: the scored targets' text, a space before each token (lm1: one target in 6)
+    text = {r["run"]["model"]: r["text"] for r in data["runs"]}
+    valid = notebook_corpus(3000).batches(128, 3, "last", group=False)[1]
+    words = [" " + data_vocab for data_vocab in map(notebook_corpus(3000).vocab.itos.__getitem__,
+                                                       valid.targets.reshape(-1).tolist())]
+    assert text["lm1"] == {"tokens": len(words), "chars": len("".join(words)), "bytes": len("".join(words))}
+    bpb = losses["lm1"] * len(words) / math.log(2) / len("".join(words))
+    assert f"| {bpb:.4f} |" in report
+    assert text["lm4"]["tokens"] > 5 * text["lm1"]["tokens"]  # every position, not one in six
     again = read_results(out)
     assert merge_results([again, again]).runs[0].losses == again.runs[0].losses
 

@@ -45,6 +45,11 @@ def test_extra_writes_the_rows_beside_lmodel6(tmp_path, capsys):
     assert finals["lm6-scratch-gru"] == pytest.approx(finals["lm6-gru"], abs=2e-3)
     assert finals["lm6-scratch-lstm"] == pytest.approx(finals["lm6"], abs=2e-3)
     assert 0 < data["models"]["lm6-gru"]["errors"]["error_share_after_boundary"] < 1
+    bpb = {name: m["bits_per_byte"]["0"] for name, m in data["models"].items()}
+    assert bpb["lm6-scratch-lstm"] == pytest.approx(bpb["lm6"], abs=5e-3)  # twins score the same text
+    # a uniform guess over the 30 tokens is about 1 bit per byte (4.9 bits over ~5 bytes a word)
+    assert all(0.05 < b < 0.7 for b in bpb.values())
+    assert f"| {bpb['lm6']:.3f} |" in report
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -10,7 +10,7 @@ import torch
 
 from looplm.cli.main import main
 from looplm.data.sources import DataOptions, load_corpus
-from looplm.evaluate import per_text, text_size
+from looplm.evaluate import per_text, scored_text_size, text_size
 from looplm.training import TrainConfig, train
 
 TEXT = "Früh übt sich, wer ein Meister werden will. " * 40 + "Ende gut, alles gut.\n"
@@ -37,6 +37,17 @@ def test_text_size_counts_the_predicted_text(files, tokenizer):
         assert whole == TEXT
     part = text_size(corpus.tokenizer, valid, 10)
     assert 0 < part[0] < n_chars
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word"])
+def test_scattered_targets_count_each_token_as_it_decodes(files, tokenizer):
+    """A "last" layout scores one token per sample: its text is those tokens, each with the
+    separator a decoder writes before it (a space before each word, nothing between chars)."""
+    corpus = load_corpus(str(files[0]), DataOptions(tokenizer=tokenizer, valid=str(files[1])))
+    targets = corpus.valid_tokens[6::7][:40].reshape(4, 10)
+    pieces = [corpus.tokenizer.vocab.itos[i] for i in targets.reshape(-1).tolist()]
+    text = "".join(pieces) if tokenizer == "char" else "".join(" " + w for w in pieces)
+    assert scored_text_size(corpus.tokenizer, targets) == (len(text), len(text.encode("utf-8")))
 
 
 def test_per_text_spreads_the_same_total():

@@ -225,6 +225,22 @@ def text_size(tok, tokens: Tensor, n_predicted: int | None = None) -> tuple[int,
     return len(whole) - len(first), len(whole.encode("utf-8")) - len(first.encode("utf-8"))
 
 
+def scored_text_size(tok, targets: Tensor) -> tuple[int, int]:
+    """Characters and UTF-8 bytes of the text of some scattered target tokens (a "last" layout's
+    one target per sample): each token counted as it decodes after another token, so a word
+    tokenizer's space before each word counts with the word, as in :func:`text_size`."""
+    ids = torch.as_tensor(targets).reshape(-1).long()  # stored streams may be uint16/uint32
+    counts = torch.bincount(ids, minlength=len(tok.vocab)).tolist()
+    n_chars = n_bytes = 0
+    anchor, anchor_text = 0, tok.decode([0])
+    for token, count in enumerate(counts):
+        if count:  # one decode per distinct token, not per target
+            text = tok.decode([anchor, token])[len(anchor_text):]
+            n_chars += count * len(text)
+            n_bytes += count * len(text.encode("utf-8"))
+    return n_chars, n_bytes
+
+
 def per_text(loss: float, n_predicted: int, n_chars: int, n_bytes: int) -> dict[str, float]:
     """A mean loss (nats/token) over ``n_predicted`` tokens as nats per character and bits per
     byte of their text: the same total over the characters, and over the UTF-8 bytes in bits,

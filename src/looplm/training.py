@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from torch import Tensor
+
 from looplm.budget import plan_budget
 from looplm.callbacks import ARTAR, Callback, GradientClip
 from looplm.data.batching import n_samples, stream_batches
@@ -23,7 +25,7 @@ from looplm.device import resolve_device, seed_everything
 from looplm.distributed import DistOptions, Distributed, setup
 from looplm.errors import LooplmError
 from looplm.finite import check_weights
-from looplm.evaluate import per_text, text_size
+from looplm.evaluate import per_text, scored_text_size, text_size
 from looplm.fingerprint import fingerprint, save_fingerprint
 from looplm.learner import Learner
 from looplm.models.registry import model_spec
@@ -162,22 +164,37 @@ def train(
                               max_updates=cfg.budget["total_updates"] if cfg.budget else None)
     if out is not None and dist.is_main:
         check_weights(learner.model, cfg.epochs)  # never saved as a success
-        history = with_text_units([m.as_dict() for m in learner.history], cfg, corpus)
+        history = with_text_units([m.as_dict() for m in learner.history], cfg, corpus,
+                                  learner.valid_data.targets)
         save_run(out, learner.model, corpus.vocab, config, history)
         plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
     dist.close()
     return TrainResult(learner, corpus, cfg)
 
 
-def with_text_units(history: list[dict], cfg: TrainConfig, corpus: Corpus) -> list[dict]:
+def scored_valid_text(cfg: TrainConfig, corpus: Corpus,
+                      valid_targets: Tensor | None = None) -> tuple[int, int, int] | None:
+    """(tokens, characters, UTF-8 bytes) of the valid text the table scores: positions 1..n of
+    the valid stream, or for a "last" layout (lm1-lm3, one target per sample) the text of
+    ``valid_targets`` (the learner's valid targets; None: not known)."""
+    tok = tokenizer_for(corpus)
+    if model_spec(cfg.model).layout == "every":
+        valid = corpus.split(cfg.sl)[1]
+        n = n_samples(len(valid), cfg.sl) // cfg.bs * cfg.bs * cfg.sl
+        return (n, *text_size(tok, valid, n))
+    if valid_targets is None:
+        return None
+    return (valid_targets.numel(), *scored_text_size(tok, valid_targets.cpu()))
+
+
+def with_text_units(history: list[dict], cfg: TrainConfig, corpus: Corpus,
+                    valid_targets: Tensor | None = None) -> list[dict]:
     """Each epoch's valid loss also per character and in bits per byte of the valid text the
-    table scored (positions 1..n of the valid stream; lm1-lm3 score one token in sl: left as is)."""
-    if model_spec(cfg.model).layout != "every" or not history:
+    table scored (:func:`scored_valid_text`)."""
+    size = scored_valid_text(cfg, corpus, valid_targets) if history else None
+    if size is None:
         return history
-    valid = corpus.split(cfg.sl)[1]
-    n = n_samples(len(valid), cfg.sl) // cfg.bs * cfg.bs * cfg.sl
-    n_chars, n_bytes = text_size(tokenizer_for(corpus), valid, n)
-    return [{**row, **per_text(row["valid_loss"], n, n_chars, n_bytes)} for row in history]
+    return [{**row, **per_text(row["valid_loss"], *size)} for row in history]
 
 
 def plan_run(cfg: TrainConfig, learner: Learner, cbs: Sequence[Callback], elapsed_s: float,

@@ -27,6 +27,7 @@ elsewhere. The games are fixed (data seed 0); ``seeds`` vary the training.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -41,7 +42,7 @@ from looplm.errors import LooplmError
 from looplm.games.optimum import stream_truth
 from looplm.games.view import ViewLimit, scored_view, view_limit
 from looplm.models.registry import model_spec
-from looplm.training import TrainConfig, train
+from looplm.training import TrainConfig, TrainResult, scored_valid_text, train
 
 SAMPLE_LEN = 6  # the notebook's samples: 6 tokens in, the 7th is the target
 BS = 128
@@ -124,6 +125,11 @@ class RunResult:
     losses: dict[int, list[float]] = field(default_factory=dict)  # seed -> valid loss per epoch
     accuracies: dict[int, list[float]] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
+    text: dict[str, int] = field(default_factory=dict)  # the scored valid text: tokens, chars, bytes
+
+    def bits_per_byte(self, loss: float) -> float:
+        """A mean valid loss (nats/token) in bits per UTF-8 byte of the text it scored."""
+        return loss * self.text["tokens"] / math.log(2) / self.text["bytes"]
 
 
 @dataclass
@@ -169,10 +175,18 @@ def reproduce_borborzan(
             result.seconds[seed] = time.perf_counter() - start
             result.losses[seed] = [m.valid_loss for m in trained.learner.history]
             result.accuracies[seed] = [m.accuracy for m in trained.learner.history]
+            result.text = scored_text(trained, cfg, corpus)
             log(f"seed {seed}  {result.run.title:<10} valid loss {result.losses[seed][-1]:.4f}  "
                 f"accuracy {result.accuracies[seed][-1]:.4f}  {result.seconds[seed]:6.1f} s")
     limits, entropies = limits_of(corpus.valid_tokens.numpy(), runs, limit_games)
     return BorborzanResult(seeds, games, results, limits, entropies, epochs)
+
+
+def scored_text(trained: TrainResult, cfg: TrainConfig, corpus: Corpus) -> dict[str, int]:
+    """Tokens, characters and UTF-8 bytes of the valid text the table scored (the game log
+    written out, a space before each token)."""
+    n, n_chars, n_bytes = scored_valid_text(cfg, corpus, trained.learner.valid_data.targets)
+    return {"tokens": n, "chars": n_chars, "bytes": n_bytes}
 
 
 def limits_of(valid: np.ndarray, runs: tuple[NotebookRun, ...], limit_games: int) -> tuple[dict, dict]:

@@ -26,7 +26,8 @@ def results_json(res: BorborzanResult) -> dict:
     return {
         "seeds": res.seeds, "games": res.games, "epochs": res.epochs, "bs": BS,
         "limits": res.limits, "entropies": {str(k): v for k, v in res.entropies.items()},
-        "runs": [{"run": asdict(r.run), "losses": r.losses, "accuracies": r.accuracies, "seconds": r.seconds}
+        "runs": [{"run": asdict(r.run), "losses": r.losses, "accuracies": r.accuracies, "seconds": r.seconds,
+                  "text": r.text}
                  for r in res.runs],
     }
 
@@ -41,7 +42,8 @@ def read_results(path: str | Path) -> BorborzanResult:
         for r in data["runs"]:
             run = NotebookRun(**{**r["run"], "moms": tuple(r["run"]["moms"])})
             keyed = lambda d: {int(s): v for s, v in d.items()}  # noqa: E731  (JSON keys are strings)
-            runs.append(RunResult(run, keyed(r["losses"]), keyed(r["accuracies"]), keyed(r["seconds"])))
+            runs.append(RunResult(run, keyed(r["losses"]), keyed(r["accuracies"]), keyed(r["seconds"]),
+                                  r.get("text", {})))
         entropies = {int(k): v for k, v in data["entropies"].items()}
         return BorborzanResult(data["seeds"], data["games"], runs, data["limits"], entropies, data["epochs"])
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -60,6 +62,7 @@ def merge_results(parts: list[BorborzanResult]) -> BorborzanResult:
             merged.losses.update(r.losses)
             merged.accuracies.update(r.accuracies)
             merged.seconds.update(r.seconds)
+            merged.text = merged.text or r.text
     seeds = sorted({s for p in parts for s in p.seeds})
     return BorborzanResult(seeds, first.games, runs, first.limits, first.entropies, first.epochs)
 
@@ -70,9 +73,9 @@ def _finals(values: dict[int, list[float]]) -> list[float]:
 
 def _results_table(res: BorborzanResult) -> list[str]:
     lines = [
-        "| model | notebook loss | looplm loss | within 0.005 | notebook acc. | looplm acc. "
+        "| model | notebook loss | looplm loss | within 0.005 | looplm bits/byte | notebook acc. | looplm acc. "
         "| view limit (valid) | optimum (valid) | gap: view | gap: training | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res.runs:
         loss, _ = mean_std(_finals(r.losses))
@@ -82,6 +85,7 @@ def _results_table(res: BorborzanResult) -> list[str]:
         per_epoch = statistics.fmean(r.seconds.values()) / r.run.epochs
         lines.append(
             f"| {r.run.title} (`{r.run.model}`) | {r.run.notebook_loss:.4f} | {pm(_finals(r.losses), 4)} | {met} "
+            f"| {f'{r.bits_per_byte(loss):.4f}' if r.text else '—'} "
             f"| {r.run.notebook_accuracy:.4f} | {pm(_finals(r.accuracies), 4)} "
             f"| {view:.4f} | {lim['optimal_loss']:.4f} | {view - lim['optimal_loss']:+.4f} "
             f"| {loss - view:+.4f} | {per_epoch:.0f} |")
@@ -137,6 +141,8 @@ def _report_text(res: BorborzanResult, note: str = "") -> str:
         "the best loss of any model that sees only what this model sees (LMModel1-3 see their sample only),",
         "and the **optimum**, the best loss given the whole game so far (`looplm.games.optimum`). The gap",
         "to the optimum splits into *view* (view limit − optimum) and *training* (loss − view limit).",
+        "*Bits/byte* is the same total loss in bits over the UTF-8 bytes of the valid text the table",
+        "scored (the game log written out, a space before each token), comparable with any tokenizer.",
         "",
         *cut,
         *_results_table(res),

@@ -26,7 +26,7 @@ from looplm.data.sources import load_corpus
 from looplm.errors import LooplmError
 from looplm.evaluate import error_analysis, predict_stream
 from looplm.models.registry import build_model, model_spec
-from looplm.training import TrainConfig, train
+from looplm.training import TrainConfig, train, with_text_units
 
 
 MODEL_CONFIG = {"n_hidden": 64, "n_layers": 2, "p": 0.4}  # the chapter's sizes; each model takes those it has
@@ -111,6 +111,7 @@ class ModelResult:
     curves: dict[int, list[float]] = field(default_factory=dict)  # seed -> valid accuracy per epoch
     seconds: dict[int, float] = field(default_factory=dict)
     errors: dict | None = None  # error analysis of the first seed
+    bits_per_byte: dict[int, float] = field(default_factory=dict)  # seed -> final valid loss in bits per byte
 
     def finals(self) -> list[float]:
         return [c[-1] for c in self.curves.values()]
@@ -156,6 +157,9 @@ def reproduce_chapter12(
             trained = train(result.recipe.config(seed, device, precision), corpus=corpus, log=None, progress=progress)
             result.seconds[seed] = time.perf_counter() - start
             result.curves[seed] = [m.accuracy for m in trained.learner.history]
+            final = with_text_units([trained.learner.history[-1].as_dict()], trained.config, corpus,
+                                    trained.learner.valid_data.targets)[0]
+            result.bits_per_byte[seed] = final["bits_per_byte"]
             if result.errors is None:
                 learner = trained.learner
                 preds = predict_stream(learner.precision.wrap(learner.model), learner.valid_data)

@@ -37,8 +37,9 @@ def environment_line(seeds: list[int]) -> str:
 
 def _results_table(res: Chapter12Result) -> list[str]:
     lines = [
-        "| model | book | fastai, this CPU | looplm final | looplm best | needs (fastai − 0.03) | met | s/epoch |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | book | fastai, this CPU | looplm final | looplm best | needs (fastai − 0.03) | met "
+        "| looplm bits/byte | s/epoch |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in res.models:
         final, _ = ModelResult.mean_std(m.finals())
@@ -50,7 +51,7 @@ def _results_table(res: Chapter12Result) -> list[str]:
             met = "—" if res.epochs is not None else "yes" if final >= m.recipe.fastai_cpu - 0.03 else "**no**"
         lines.append(
             f"| {m.recipe.title} (`{m.recipe.model}`) | {book} | {fastai} | {pm(m.finals())} "
-            f"| {pm(m.bests())} | {need} | {met} | {per_epoch:.2f} |"
+            f"| {pm(m.bests())} | {need} | {met} | {pm(list(m.bits_per_byte.values()))} | {per_epoch:.2f} |"
         )
     return lines
 
@@ -164,6 +165,8 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
         "Final and best valid accuracy (mean ± standard deviation over seeds) beside the book's figure and",
         "beside fastai 2.8.12 running the chapter's own code on a 2-core CPU (mean of seeds 0, 1, 2).",
         f"Baseline (always predict the most common target, `thousand`): {res.baseline:.4f}.",
+        "*Bits/byte*: the final valid loss in bits over the UTF-8 bytes of the valid text the table",
+        "scored (the numbers written out, a space before each word), comparable with any tokenizer.",
         "",
         *cut,
         *_results_table(res),
@@ -185,7 +188,8 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
         "same_init": [{"scratch": a, "builtin": b, "equal": equal} for (a, b), equal in res.same_init.items()],
         "models": {
             m.recipe.model: {"title": m.recipe.title, "book": m.recipe.book, "fastai_cpu": m.recipe.fastai_cpu,
-                          "curves": m.curves, "seconds": m.seconds, "errors": m.errors}
+                          "curves": m.curves, "seconds": m.seconds, "errors": m.errors,
+                          "bits_per_byte": m.bits_per_byte}
             for m in res.models
         },
     }
