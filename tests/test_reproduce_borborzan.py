@@ -90,6 +90,7 @@ def test_notebook_settings_are_the_notebooks():
     (["--only", "lm9"], "unknown run 'lm9'"),
     (["--extra"], "--extra is for chapter12"),
     (["--games", "0"], "--games"),
+    (["--precision", "fp16", "--device", "cpu"], "--precision fp16 needs a CUDA device"),  # read, not ignored
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     code = main(["reproduce", "borborzan", *argv, "--out", str(tmp_path / "r")])

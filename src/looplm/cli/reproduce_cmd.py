@@ -46,7 +46,7 @@ def handle(args) -> int:
     if args.target == "borborzan":
         result = reproduce_borborzan(seeds, games=args.games, device=args.device, progress=not args.quiet,
                                      only=args.only, epochs=args.epochs, dropout=args.dropout,
-                                     limit_games=args.limit_games)
+                                     limit_games=args.limit_games, precision=args.precision)
         with out.writing() as path:
             print(f"report: {write_borborzan_report(result, path)}")
         return 0

@@ -71,7 +71,7 @@ class NotebookRun:
         """The model sees only its sample (lm1-3), not the game so far."""
         return not self.group
 
-    def config(self, seed: int, device: str, games: int) -> TrainConfig:
+    def config(self, seed: int, device: str, games: int, precision: str = "auto") -> TrainConfig:
         fields = {f.name for f in dataclasses.fields(model_spec(self.model).config_cls)}
         wanted = {"n_hidden": self.n_hidden, "n_layers": self.n_layers, "p": 0.4, "dropout": self.dropout}
         model_config = {k: v for k, v in wanted.items() if k in fields}  # lm1-4: no layers; only lm7 drops out
@@ -79,6 +79,7 @@ class NotebookRun:
             data="borborzan", model=self.model, epochs=self.epochs, lr=self.lr, wd=self.wd, bs=BS, sl=self.sl,
             seed=seed, alpha=self.alpha, beta=self.beta, moms=self.moms, device=device, group=self.group,
             data_options=DataOptions(games=games, players="random,random", seed=0), model_config=model_config,
+            precision=precision,
         )
 
 
@@ -159,17 +160,17 @@ def select_runs(only: list[str] | None, epochs: int | None, dropout: str) -> tup
 def reproduce_borborzan(
     seeds: list[int], games: int = 100_000, device: str = "auto", log: Callable[[str], None] = print,
     progress: bool = True, only: list[str] | None = None, epochs: int | None = None,
-    dropout: str = "torch", limit_games: int = 400_000,
+    dropout: str = "torch", limit_games: int = 400_000, precision: str = "auto",
 ) -> BorborzanResult:
     """Train each selected notebook model once per seed; compute the two limits of each."""
     runs = select_runs(only, epochs, dropout)
     for run in runs:
-        run.config(seeds[0], device, games).validate()  # fail before training, not after
+        run.config(seeds[0], device, games, precision).validate()  # fail before training, not after
     corpus = notebook_corpus(games)
     results = [RunResult(run) for run in runs]
     for seed in seeds:
         for result in results:
-            cfg = result.run.config(seed, device, games)
+            cfg = result.run.config(seed, device, games, precision)
             start = time.perf_counter()
             trained = train(cfg, corpus=corpus, log=None, progress=progress)
             result.seconds[seed] = time.perf_counter() - start
