@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from looplm.cli.args import MAX_COUNT, MAX_LAYERS, MAX_SIZE, SEED, count, real
+from looplm.cli.args import MAX_COUNT, MAX_LAYERS, MAX_SIZE, count, real
 from looplm.data.sources import SOURCES, DataOptions
 from looplm.device import DEVICES
 from looplm.outputs import Output, OutputKind, utf8_path

@@ -5,7 +5,7 @@ Prints the continuation only (``--show-prompt`` prints the prompt before it).
 
 from __future__ import annotations
 
-from looplm.cli.args import MAX_COUNT, MAX_SIZE, SEED, count, real
+from looplm.cli.args import MAX_COUNT, SEED, count, real
 from looplm.cli.common import add_precision_flag, path_arg
 from looplm.data.tokenize import load_tokenizer
 from looplm.device import DEVICES, resolve_device
