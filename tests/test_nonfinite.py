@@ -68,6 +68,15 @@ def test_a_loss_that_turns_nan_anywhere_stops_with_finite_files_only(data, tmp_p
     assert bool(files) == (finished > 0)  # the checkpoint of the last finite epoch is kept
 
 
+@pytest.mark.parametrize("k", [0, 5, 20])
+def test_with_clipping_the_first_bad_batch_is_named_exactly(data, k):
+    """Clipping hands a gradient norm to the watch as well as the loss: two values per update,
+    the batch named is still the update's."""
+    with pytest.raises(NonFiniteTraining) as stop:
+        train(TrainConfig(data=str(data), epochs=3, clip=1.0, **SMALL), log=None, progress=False, cbs=[Poison(k)])
+    assert (stop.value.epoch, stop.value.batch) == divmod(k + 1, 16)
+
+
 def test_the_data_gives_sixteen_updates_per_epoch(data):
     assert updates_per_epoch(data) == 16
 

@@ -77,8 +77,8 @@ class GradientClip(Callback):
     def before_step(self, learn: Any) -> None:
         learn.precision.unscale(learn.opt)  # fp16: clip the true gradients, not the scaled ones
         norm = torch.nn.utils.clip_grad_norm_(learn.model.parameters(), self.max_norm, foreach=True)
-        if not learn.precision.skips_overflow:  # fp16's scaler skips a step that overflowed, and goes on
-            learn.finite.observe(norm)  # a non-finite gradient norm stops training like a non-finite loss
+        if learn.watch_finite and not learn.precision.skips_overflow:  # fp16's scaler skips a step that overflowed, and goes on
+            learn.finite.observe(norm, learn.batch)  # a non-finite gradient norm stops training like a non-finite loss
 
 
 class OneCycleScheduler(Callback):

@@ -1,18 +1,24 @@
 """Stop training when the loss turns non-finite, without a host sync per batch.
 
-Every update's loss goes into two tensors on the device::
+Every update hands its loss (and, when clipping, its gradient norm) to a
+:class:`FiniteWatch`, which only keeps the detached 0-d tensor and the batch it came from::
 
-    alive  = alive & isfinite(loss)      # still finite since the epoch (or resume) started?
-    n_ok  += alive                       # how many updates were finite before the first bad one
+    pending = [(batch, loss), (batch, norm), ...]    # no op on the device, no sync
 
-Reading them costs one device sync, so they are read only where training syncs anyway (the
-end of an epoch, a checkpoint) and every ``check_every`` updates, so a run that diverges
-early in a long epoch stops within that many updates rather than at the epoch's end. The
-batch a message names is exact all the same: ``start + n_ok``. Checkpoints are taken only
-after a check, so the one on disk is always the last finite one.
+Reading them costs one device sync (``isfinite`` of their stack), so they are read only where
+training syncs anyway (the end of an epoch, a checkpoint) and every ``check_every`` updates,
+so a run that diverges early in a long epoch stops within that many updates rather than at
+the epoch's end. The batch a message names is exact all the same: the first pending value
+that is not finite says which. Checkpoints are taken only after a check, so the one on disk
+is always the last finite one. (Keeping the tensors rather than folding each into a flag on
+the device: a 0-d ``isfinite`` is several small ops, ~20 us an update, a tenth of a small
+model's step.)
 """
 
 from __future__ import annotations
+
+import bisect
+import itertools
 
 import torch
 from torch import Tensor, nn
@@ -32,27 +38,37 @@ class NonFiniteTraining(Exception):
 
 
 class FiniteWatch:
-    """The two flags above for one pass over the training stream."""
+    """The values observed since the last check, for one pass over the training stream."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.reset(0)
+        self.reset()
 
-    def reset(self, start_batch: int) -> None:
-        self.start = start_batch
-        self.alive = torch.ones((), dtype=torch.bool, device=self.device)
-        self.n_ok = torch.zeros((), dtype=torch.int64, device=self.device)
+    def reset(self) -> None:
+        self.pending: list[tuple[int, Tensor]] = []
 
-    def observe(self, value: Tensor) -> None:
-        """Fold one update's loss (or gradient norm) in: no sync."""
-        self.alive &= torch.isfinite(value.detach()).all()
-        self.n_ok += self.alive
+    def observe(self, value: Tensor, batch: int) -> None:
+        """Keep update ``batch``'s loss (or gradient norm) for the next check: no op, no sync."""
+        self.pending.append((batch, value.detach()))
 
     def check(self, epoch: int, dist) -> None:
         """Raise :class:`NonFiniteTraining` naming the first bad batch (one sync; ``dist``, the
         learner's :class:`looplm.distributed.Distributed`: every rank stops when any saw one)."""
-        if dist.any(not bool(self.alive)):
-            raise NonFiniteTraining(epoch, self.start + int(self.n_ok) if not bool(self.alive) else None)
+        bad = self.first_bad()
+        self.pending.clear()
+        if dist.any(bad is not None):
+            raise NonFiniteTraining(epoch, bad)
+
+    def first_bad(self) -> int | None:
+        """The batch of the first pending value with a nan or inf in it, or None (one sync)."""
+        if not self.pending:
+            return None
+        batches, values = zip(*self.pending)
+        finite = torch.isfinite(torch.cat([v.reshape(-1) for v in values]))  # one op for all of them
+        if bool(finite.all()):
+            return None
+        first = int((~finite).nonzero()[0])
+        return batches[bisect.bisect_right(list(itertools.accumulate(v.numel() for v in values)), first)]
 
 
 def all_finite(module: nn.Module) -> bool:

@@ -291,14 +291,15 @@ class Learner:
         n_updates = self.strategy.n_updates(self.train_data, self.epoch)
         self.opt.zero_grad(set_to_none=True)
         updates = self.strategy.updates(self, self.train_data, self.batch)
-        self.finite.reset(self.batch)
+        self.finite.reset()
         for loss in progress(updates, n_updates, self.batch, f"epoch {self.epoch}", self.progress):
             self.dist.sync_gradients(self.model.parameters())  # every rank takes the step of the whole batch
             self.event("before_step")
             self.precision.step(self.opt)
             self.opt.zero_grad(set_to_none=True)
             self._loss_sum += loss
-            self.finite.observe(loss)
+            if self.watch_finite:
+                self.finite.observe(loss, self.batch)
             self.train_iter, self.batch = self.train_iter + 1, self.batch + 1
             if self.watch_finite and self.train_iter % CHECK_EVERY == 0:
                 self.finite.check(self.epoch, self.dist)
