@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,9 @@ from looplm.cli.main import main
 from looplm.games import encode, games_to_text, generate_games, stream_truth
 from looplm.games.view import sample_starts, view_keys, view_limit
 from looplm.reproduce.borborzan import NOTEBOOK_RUNS, SAMPLE_LEN, notebook_corpus
-from looplm.reproduce.borborzan_report import merge_results, read_results
+from looplm.reproduce.borborzan_report import merge_results, read_results, write_borborzan_report
+
+DOCS = Path(__file__).parents[1] / "docs" / "borborzan_notebook"
 
 
 def test_lmmodel1_reads_the_first_three_tokens_of_six_and_names_the_seventh():
@@ -76,6 +79,16 @@ def test_tiny_reproduction_learns_and_reports(tmp_path, capsys):
     assert text["lm4"]["tokens"] > 5 * text["lm1"]["tokens"]  # every position, not one in six
     again = read_results(out)
     assert merge_results([again, again]).runs[0].losses == again.runs[0].losses
+
+
+def test_the_committed_report_is_what_its_results_say(tmp_path):
+    """docs/borborzan_notebook/REPORT.md renders again from its results.json, machine line
+    included, with bits per byte and LModel7 set beside fastai."""
+    write_borborzan_report(read_results(DOCS), tmp_path)
+    rendered = (tmp_path / "REPORT.md").read_text()
+    assert rendered == (DOCS / "REPORT.md").read_text()
+    assert "(1 torch threads)" in rendered  # the run's, not this process's
+    assert "## LModel7 beside fastai" in rendered and "bits/byte" in rendered
 
 
 def test_notebook_settings_are_the_notebooks():

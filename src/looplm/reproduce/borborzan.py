@@ -42,6 +42,7 @@ from looplm.errors import LooplmError
 from looplm.games.optimum import stream_truth
 from looplm.games.view import ViewLimit, scored_view, view_limit
 from looplm.models.registry import model_spec
+from looplm.reproduce.report import environment_line
 from looplm.training import TrainConfig, TrainResult, scored_valid_text, train
 
 SAMPLE_LEN = 6  # the notebook's samples: 6 tokens in, the 7th is the target
@@ -141,6 +142,7 @@ class BorborzanResult:
     limits: dict[str, dict]  # model -> optimum / view limit on its scored positions (looplm.games.view)
     entropies: dict[int, dict]  # tokens seen -> H(T | V) over fresh games, with its standard error
     epochs: int | None = None  # every model trained this many epochs instead of the notebook's
+    environment: str = ""  # versions, machine and threads of the run (the report's first line)
 
 
 def select_runs(only: list[str] | None, epochs: int | None, dropout: str) -> tuple[NotebookRun, ...]:
@@ -180,7 +182,7 @@ def reproduce_borborzan(
             log(f"seed {seed}  {result.run.title:<10} valid loss {result.losses[seed][-1]:.4f}  "
                 f"accuracy {result.accuracies[seed][-1]:.4f}  {result.seconds[seed]:6.1f} s")
     limits, entropies = limits_of(corpus.valid_tokens.numpy(), runs, limit_games)
-    return BorborzanResult(seeds, games, results, limits, entropies, epochs)
+    return BorborzanResult(seeds, games, results, limits, entropies, epochs, environment_line(seeds))
 
 
 def scored_text(trained: TrainResult, cfg: TrainConfig, corpus: Corpus) -> dict[str, int]:
