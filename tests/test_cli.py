@@ -37,7 +37,8 @@ def test_train_writes_a_run_directory_that_reloads(tmp_path, capsys):
 def test_lr_find_writes_a_plot(tmp_path, capsys):
     png = tmp_path / "lr.png"
     assert main(["lr-find", "--model", "lm4", "--num-it", "40", "--out", str(png)]) == 0
-    assert "suggested learning rate" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "suggested learning rate" in printed and f"plot: {png}" in printed  # the path, not an object
     assert png.stat().st_size > 1000
 
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from looplm.data.batching import StreamBatches, stream_batches
 from looplm.data.vocab import Vocab
 from looplm.errors import LooplmError
-from looplm.losses import perplexity, summed_cross_entropy
+from looplm.losses import perplexity, summed_cross_entropy, top_token
 from looplm.state import cat_rows, map_state
 
 CONTEXT = 3  # tokens of input shown beside each mistake
@@ -59,7 +59,7 @@ def predict_stream(model: nn.Module, batches: StreamBatches) -> StreamPrediction
     preds, loss_sum = [], torch.zeros((), dtype=torch.float64, device=device)
     for logits, y in stream_outputs(model, batches.to(device)):
         loss_sum += summed_cross_entropy(logits, y)
-        preds.append(logits.argmax(-1).reshape(y.shape[0], -1).cpu())  # (bs, sl) or (bs, 1)
+        preds.append(top_token(logits).reshape(y.shape[0], -1).cpu())  # (bs, sl) or (bs, 1)
     inputs, targets = batches.inputs.cpu().long(), batches.targets.cpu().long()  # text streams: uint16/32
     if batches.layout == "every":
         padded = F.pad(inputs, (CONTEXT - 1, 0), value=-1)
@@ -206,7 +206,7 @@ def score_stream(model: nn.Module, tokens: Tensor, bs: int, sl: int, warmup: int
         y = targets[pos]
         log_p = F.log_softmax(logits.double(), -1)  # (b, t, V)
         loss_sum -= log_p.gather(-1, y[..., None]).sum()
-        correct += (logits.argmax(-1) == y).sum()
+        correct += (top_token(logits) == y).sum()
         if keep_probs:
             if probs is None:
                 probs = np.zeros((len(tokens) - 1, log_p.shape[-1]))

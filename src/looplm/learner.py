@@ -28,7 +28,7 @@ from looplm.progress import progress
 from looplm.finite import CHECK_EVERY, FiniteWatch, NonFiniteTraining, check_weights
 from looplm.evaluate import stream_outputs
 from looplm.optim import OptimizerHypers, default_adam, param_groups
-from looplm.losses import mean_cross_entropy, perplexity, summed_cross_entropy
+from looplm.losses import mean_cross_entropy, perplexity, summed_cross_entropy, top_token
 from looplm.precision import Precision, resolve_precision
 from looplm.schedule import OneCycle
 from looplm.state import State, detach_state, map_state
@@ -350,6 +350,6 @@ class Learner:
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         for logits, y in stream_outputs(self.precision.wrap(self.model), data):
             loss_sum += summed_cross_entropy(logits, y)
-            correct += (logits.argmax(-1) == y).sum()
+            correct += (top_token(logits) == y).sum()
         loss_sum, correct, n = self.dist.sum(loss_sum, correct, data.n_targets)  # over every rank's rows
         return (loss_sum / n).item(), (correct / n).item()

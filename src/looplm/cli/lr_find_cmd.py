@@ -46,5 +46,5 @@ def handle(args) -> int:
     result = lr_find(learn, args.start_lr, args.end_lr, args.num_it)
     with out.writing() as path:
         plot_lr_find(result.lrs, result.losses, result.suggestion, path)
-    print(f"suggested learning rate: {result.suggestion:.2e} (where the loss falls fastest); plot: {out}")
+    print(f"suggested learning rate: {result.suggestion:.2e} (where the loss falls fastest); plot: {out.path}")
     return 0
