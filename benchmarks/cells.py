@@ -13,11 +13,14 @@ barrier for both threads, so a busy core stalls the loop's 2*T small matmuls, wh
 torch.nn.LSTM (oneDNN) runs a whole layer in one parallel region. ``--threads 1``
 compares the code alone, and ``--threads 1 --clock cpu`` times with this process's CPU
 seconds, so that on a shared machine time spent waiting for a core is not counted.
+``--precision bf16`` runs every forward pass under ``torch.autocast("cpu", torch.bfloat16)``
+(the weights and the input stay float32, as in a bf16 training run).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -30,14 +33,16 @@ TARGET = 1.3   # the from-scratch LSTM may be at most this many times slower tha
 
 
 clock = time.perf_counter  # or time.process_time (--clock cpu)
+autocast = contextlib.nullcontext  # or bf16 autocast (--precision bf16)
 
 
 def step_seconds(layer: torch.nn.Module, x: torch.Tensor, iters: int) -> float:
     """Mean seconds of one forward+backward over ``iters`` calls."""
     start = clock()
     for _ in range(iters):
-        output, _ = layer(x)
-        output.sum().backward()
+        with autocast():
+            output, _ = layer(x)
+        output.float().sum().backward()
     return (clock() - start) / iters
 
 
@@ -70,13 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--sl", type=int, default=64)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: CPU seconds (with --threads 1)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: forward under autocast")
     args = parser.parse_args(argv)
-    global clock
+    global clock, autocast
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.precision == "bf16":
+        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats, iters = (3, 3) if args.quick else (7, 5)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bs {args.bs}, "
+    print(f"torch {torch.__version__}, {args.precision}, {torch.get_num_threads()} threads, bs {args.bs}, "
           f"seq {args.sl}, forward+backward, tokens/s (best of {repeats}, {args.clock} clock); "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     header = f"{'layer':<6}{'hidden':>7}{'torch.nn':>12}{'looplm':>12}{'slower by':>11}"

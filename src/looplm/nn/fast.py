@@ -134,16 +134,16 @@ class _LSTMRecurrence(torch.autograd.Function):
         gates[..., g_rows] *= 2
         w_hh2 = w_hh.clone()
         w_hh2[g_rows] *= 2
-        one = xp.new_ones(())                           # a Python 1 would be wrapped every step
         # Views made once (unbind is one call), not per step: each view costs about an op.
         steps, cs_t, tanh_cs_t, out_t = gates.unbind(0), cs.unbind(0), tanh_cs.unbind(0), out.unbind(0)
         i_t, f_t, g_t, o_t = (part.unbind(0) for part in gates.chunk(4, 2))
         w_t, h, c = w_hh2.t(), h0, c0
         for t in range(len(steps)):
-            steps[t].addmm_(h, w_t).sigmoid_()
-            g_t[t].add_(g_t[t]).sub_(one)               # 2 sigmoid(2x) - 1 = tanh(x)
-            c = torch.mul(f_t[t], c, out=cs_t[t]).addcmul_(i_t[t], g_t[t])
-            h = torch.mul(o_t[t], torch.tanh(c, out=tanh_cs_t[t]), out=out_t[t])
+            steps[t].addmm_(h, w_t).sigmoid_()          # g_t holds s = sigmoid(2x): tanh(x) = 2s - 1, so
+            c = torch.mul(f_t[t], c, out=cs_t[t]).sub_(i_t[t]).addcmul_(i_t[t], g_t[t], value=2)
+            h = torch.mul(o_t[t], torch.tanh(c, out=tanh_cs_t[t]), out=out_t[t])  # c = f c + i (2s - 1)
+        g = gates[..., g_rows]
+        g.mul_(2).sub_(1)                               # tanh(x) for the backward pass, all steps at once
         ctx.save_for_backward(h0, c0, w_hh, out, cs, tanh_cs, gates)
         return out, cs[-1].clone()
 
