@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from looplm.allocator import keep_freed_memory
 from looplm.callbacks import ARTAR
 from looplm.data import load_corpus
 from looplm.data.human_numbers import human_numbers_tokens
@@ -140,6 +141,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     corpus = load_corpus("human-numbers")
+    keep_freed_memory()  # the learner does it; the bare loop runs in the same process on the same terms
     print(f"looplm: torch {torch.__version__}, {torch.get_num_threads()} threads, {args.epochs} epochs, "
           f"best of {args.repeats}, {args.clock} clock; {load_average()}")
     print(f"{'model':<6}{'tokens/epoch':>13}{'bare tok/s':>12}{'learner tok/s':>15}{'overhead':>10}")

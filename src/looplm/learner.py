@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
+from looplm.allocator import keep_freed_memory
 from looplm.callbacks import EVENTS, Callback, CancelFit, OneCycleScheduler, ResetState
 from looplm.data.batching import StreamBatches
 from looplm.distributed import Distributed
@@ -113,6 +114,7 @@ class Learner:
         if train_data.layout != layout or valid_data.layout != layout:
             raise LooplmError(f"the model reads {layout!r} batches, the data is laid out as {train_data.layout!r}")
         self.device = torch.device(device)
+        keep_freed_memory()  # each step's activations reused, not page-faulted in again (looplm.allocator)
         self.dist = Distributed(self.device) if dist is None else dist  # this process's place in the job
         self.model = model.to(self.device)
         self.precision = (precision if isinstance(precision, Precision)
