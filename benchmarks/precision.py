@@ -3,9 +3,9 @@
 One training step is what the learner runs: the forward pass through
 ``looplm.precision.Precision.forward`` (autocast, float32 logits and state), the
 cross-entropy in float32, backward, gradient clipping, AdamW on float32 weights,
-the state carried and detached. fp32 and bf16 are timed ALTERNATELY, round after
-round in one process, so a load that comes and goes hits both alike; the ratio is
-the median of the rounds' ratios.
+the state carried and detached, freed memory kept for reuse (``looplm.allocator``).
+fp32 and bf16 are timed ALTERNATELY, round after round in one process, so a load that
+comes and goes hits both alike; the ratio is the median of the rounds' ratios.
 
     python benchmarks/precision.py [--threads N] [--rounds 5] [--steps 4] [--only char-lstm,lm7]
     python benchmarks/precision.py --sweep      # the break-even hidden size behind --precision auto
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from looplm.allocator import keep_freed_memory
 from looplm.learner import default_adam, param_groups
 from looplm.models import build_model
 from looplm.precision import Precision, cpu_has_bf16
@@ -57,6 +58,7 @@ class Trainer:
     """A model, its optimiser and its carried state, stepping on random tokens."""
 
     def __init__(self, case: Case, precision: str):
+        keep_freed_memory()  # as the learner does
         torch.manual_seed(0)
         self.case, self.precision = case, Precision(precision, "cpu")
         self.model = build_model(case.model, case.vocab, **case.config)
