@@ -35,6 +35,12 @@ def bad_leaf(state: object) -> str | None:
 
 def map_state(state: State, fn: Callable[[Tensor], Tensor]) -> State:
     """Apply ``fn`` to every tensor of a state, keeping its structure and its None leaves."""
+    # The states looplm's models carry, without the pytree walk (15 us against 2 for an LSTM's
+    # (h, c): it runs at every update, where a small model's whole step takes ~500 us)
+    if isinstance(state, Tensor):
+        return fn(state)
+    if type(state) is tuple and all(isinstance(t, Tensor) for t in state):
+        return tuple(fn(t) for t in state)
     name = bad_leaf(state)
     if name is not None:
         raise TypeError(f"a recurrent state must be a pytree of tensors (None leaves allowed), "
