@@ -179,6 +179,23 @@ def speed(args, work: Path) -> None:
         print(f"  best {what}: peer {p:.1f}, looplm {o:.1f}: looplm takes {o / p:.2f}x the peer's time")
 
 
+def loss_at(run: Run, t: float) -> float | None:
+    """The run's latest valid loss ``t`` seconds into its training (None before its first epoch ends)."""
+    ends = [sum(run.seconds[: i + 1]) for i in range(len(run.seconds))]
+    done = [v for end, v in zip(ends, run.valid) if end <= t]
+    return done[-1] if done else None
+
+
+def at_equal_times(peer: Run, ours: Run) -> None:
+    """Both logs read at each moment one of them finished an epoch: the valid loss each had then."""
+    times = sorted({sum(r.seconds[: i + 1]) for r in (peer, ours) for i in range(len(r.seconds))})
+    cells = []
+    for t in times:
+        p, o = loss_at(peer, t), loss_at(ours, t)
+        cells.append(f"{t:.0f} s: peer {'-' if p is None else f'{p:.4f}'}, looplm {'-' if o is None else f'{o:.4f}'}")
+    print("  at equal elapsed training time (both logs): " + "; ".join(cells))
+
+
 def recipe(args, work: Path) -> None:
     print(f"\n== recipe: {args.epochs} epochs, and the same wall time ==")
     peer = run_peer(args.peer, work / "corpus", args.epochs, work, args.threads)
@@ -192,6 +209,7 @@ def recipe(args, work: Path) -> None:
           f"looplm {ours.valid[-1]:.4f} (ppl {math.exp(ours.valid[-1]):.1f}): "
           f"{'looplm' if ours.valid[-1] < peer.valid[-1] else 'the peer'} is better by "
           f"{abs(ours.valid[-1] - peer.valid[-1]):.4f}")
+    at_equal_times(peer, ours)
     print(f"  equal wall time ({peer.train_seconds:.0f} s of the peer's training; looplm's whole process took "
           f"{budget.wall:.0f} s): peer {peer.valid[-1]:.4f}, looplm {budget.valid[-1]:.4f}: "
           f"{'looplm' if budget.valid[-1] < peer.valid[-1] else 'the peer'} is better by "
