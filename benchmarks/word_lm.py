@@ -210,8 +210,8 @@ def recipe(args, work: Path) -> None:
           f"{'looplm' if ours.valid[-1] < peer.valid[-1] else 'the peer'} is better by "
           f"{abs(ours.valid[-1] - peer.valid[-1]):.4f}")
     at_equal_times(peer, ours)
-    print(f"  equal wall time ({peer.train_seconds:.0f} s of the peer's training; looplm's whole process took "
-          f"{budget.wall:.0f} s): peer {peer.valid[-1]:.4f}, looplm {budget.valid[-1]:.4f}: "
+    print(f"  --time-budget = the peer's {peer.train_seconds:.0f} s of training (looplm's whole process took "
+          f"{budget.wall:.0f} s: more means the load rose after its warm-up): peer {peer.valid[-1]:.4f}, looplm {budget.valid[-1]:.4f}: "
           f"{'looplm' if budget.valid[-1] < peer.valid[-1] else 'the peer'} is better by "
           f"{abs(budget.valid[-1] - peer.valid[-1]):.4f}")
 
