@@ -70,25 +70,16 @@ class ChapterDropout(Dropout):
         return dropout_mask(x, x.shape, self.p)
 
 
-class RNNDropout(nn.Module):
+class RNNDropout(Dropout):
     """Dropout whose mask is constant along time: x (bs, T, n) times a (bs, 1, n) mask.
 
     Ordinary dropout would drop a different set of units at each step, which the
     recurrence turns into noise; one mask per sequence drops the same units throughout.
     """
 
-    def __init__(self, p: float = 0.5):
-        super().__init__()
-        self.p = check_p("p", p)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x (bs, T, ...) -> same shape."""
-        if not self.training or self.p == 0:
-            return x
-        return x * dropout_mask(x, (x.shape[0], 1, *x.shape[2:]), self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    def mask(self, x: Tensor) -> Tensor:
+        """A mask of shape (bs, 1, ...) for x (bs, T, ...), broadcast over time."""
+        return dropout_mask(x, (x.shape[0], 1, *x.shape[2:]), self.p)
 
 
 class EmbeddingDropout(nn.Module):
