@@ -83,7 +83,8 @@ def test_lm7_ties_weights_and_returns_activations():
     logits, state, (raw, dropped) = model(_x(4, 5), return_activations=True)
     assert raw.shape == dropped.shape == (4, 5, 64)
     zeros = dropped == 0
-    assert zeros.any() and torch.allclose(dropped[~zeros], raw[~zeros] / (1 - 0.4))
+    # kept values scaled by 1/(1-p) as the 15-bit mask realises p (within 1e-4)
+    assert zeros.any() and torch.allclose(dropped[~zeros], raw[~zeros] / (1 - 0.4), rtol=1e-4)
 
 
 def test_lm1_needs_three_tokens():

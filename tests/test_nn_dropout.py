@@ -4,10 +4,13 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from looplm.errors import LooplmError
 from looplm.nn import LSTM, Dropout, EmbeddingDropout, RNNDropout, WeightDropout
+from looplm.nn.dropout import MASK_LEVELS, dropout_mask
 
 
 def assert_fraction(dropped: torch.Tensor, p: float):
@@ -17,8 +20,9 @@ def assert_fraction(dropped: torch.Tensor, p: float):
 
 
 def assert_zero_or_rescaled(scale: torch.Tensor, p: float):
-    """Every kept value is multiplied by exactly 1/(1-p), every dropped one by 0."""
-    kept = torch.isclose(scale, torch.tensor(1 / (1 - p)))
+    """Every kept value is multiplied by 1/(1-p), every dropped one by 0 (p as the 15-bit mask
+    realises it: within 1.5e-5, so the scale within 1e-4)."""
+    kept = torch.isclose(scale, torch.tensor(1 / (1 - p)), rtol=1e-4)
     assert torch.all(kept | (scale == 0))
 
 
@@ -170,3 +174,40 @@ def test_lm7_takes_the_chapters_dropout_with_dropout_scratch():
     assert type(model.drop) is ChapterDropout and model.drop.p == model.config.p
     with pytest.raises(LooplmError, match="dropout must be one of"):
         build_model("lm7", 12, dropout="fancy")
+
+
+@settings(max_examples=40, deadline=None)
+@given(p=st.floats(0.0, 0.999), n=st.integers(1, 4099), dtype=st.sampled_from([torch.float32, torch.bfloat16]))
+def test_dropout_mask_is_unbiased_with_p_to_15_bits(p, n, dtype):
+    """Any p and size (not only multiples of the four elements a draw feeds): two values only,
+    0 and the exact inverse of the kept share, so the mask's expectation is 1; the drop rate is
+    p rounded to 1/32768."""
+    torch.manual_seed(n)
+    mask = dropout_mask(torch.empty(0, dtype=dtype), (n, 3), p)
+    assert mask.shape == (n, 3) and mask.dtype == dtype
+    drop = min(round(p * MASK_LEVELS), MASK_LEVELS - 1)
+    scale = torch.tensor(MASK_LEVELS / (MASK_LEVELS - drop), dtype=dtype)
+    assert torch.all((mask == 0) | (mask == scale))
+    assert abs(drop / MASK_LEVELS - p) <= 0.5 / MASK_LEVELS
+    if n * 3 >= 3000 and 0.05 < p < 0.95:
+        assert_fraction(mask == 0, drop / MASK_LEVELS)
+
+
+def test_dropout_mask_has_no_pattern_across_the_four_elements_of_a_draw():
+    """Each of the four 15-bit fields of a 64-bit draw (the top one has a bit fewer) drops at
+    rate p, and neighbouring fields are independent: no field is a copy or a shift of another."""
+    torch.manual_seed(0)
+    p = 0.3
+    mask = dropout_mask(torch.empty(0), (400_000,), p).view(-1, 4) == 0     # (draws, fields)
+    for field in range(4):
+        assert_fraction(mask[:, field], p)
+    both = (mask[:, :3] & mask[:, 1:]).float().mean(0)                     # P(drop, drop) = p^2
+    assert torch.all((both - p * p).abs() < 4 * math.sqrt(p * p * (1 - p * p) / mask.shape[0]))
+
+
+def test_dropout_mask_follows_the_seed():
+    torch.manual_seed(3)
+    a = dropout_mask(torch.empty(0), (1000,), 0.5)
+    torch.manual_seed(3)
+    assert torch.equal(a, dropout_mask(torch.empty(0), (1000,), 0.5))
+    assert not torch.equal(a, dropout_mask(torch.empty(0), (1000,), 0.5))

@@ -48,6 +48,12 @@ def test_an_old_run_generates_as_it_did(tmp_path, capsys, name):
     assert capsys.readouterr().out.strip() == expected
 
 
+# The text model drops out, and its masks have come from a faster generator since 0.1 (the same
+# distribution, other draws): after the resume its losses match the uninterrupted run's to the
+# noise of other masks, not bit for bit. lm4 has no dropout and must match exactly.
+RESUME_REL = {"lm4": 1e-5, "text": 5e-3}
+
+
 @pytest.mark.parametrize("name", ["lm4", "text"])
 def test_an_old_interrupted_run_resumes_to_the_uninterrupted_losses(tmp_path, name):
     run = _copy(tmp_path, f"{name}-interrupted")
@@ -55,5 +61,5 @@ def test_an_old_interrupted_run_resumes_to_the_uninterrupted_losses(tmp_path, na
     result = resume_training(run, log=None, progress=False)
     got = [m.as_dict() for m in result.learner.history]
     for key in ("train_loss", "valid_loss", "accuracy"):
-        assert [row[key] for row in got] == pytest.approx([row[key] for row in expected], rel=1e-5), key
+        assert [row[key] for row in got] == pytest.approx([row[key] for row in expected], rel=RESUME_REL[name]), key
     assert (run / "model.safetensors").is_file()

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from looplm import nn as looplm_nn
 from looplm.errors import LooplmError
+from looplm.nn import Dropout, stacked
 from looplm.state import State, fit_state
 
 
@@ -56,14 +58,11 @@ class _TextRNN(nn.Module):
     def __init__(self, config: TextLMConfig):
         super().__init__()
         self.config = config
-        if config.scratch:
-            from looplm import nn as scratch
-
-            rnn_cls = {"lstm": scratch.LSTM, "gru": scratch.GRU}[self.kind]
-        else:
-            rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[self.kind]
+        # looplm.nn.stacked's are torch's modules with a faster mask between layers
+        layers = looplm_nn if config.scratch else stacked
+        rnn_cls = {"lstm": layers.LSTM, "gru": layers.GRU}[self.kind]
         self.encoder = nn.Embedding(config.vocab_sz, config.emb_sz)
-        self.drop = nn.Dropout(config.p)
+        self.drop = Dropout(config.p)
         self.rnn = rnn_cls(config.emb_sz, config.n_hidden, config.n_layers, batch_first=True,
                            dropout=config.p if config.n_layers > 1 else 0.0)
         out_sz = config.emb_sz if config.tie_weights else config.n_hidden

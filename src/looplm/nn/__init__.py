@@ -3,8 +3,9 @@
 * :mod:`looplm.nn.cells`: one time step, readable (the chapter's cells, both LSTM forms)
 * :mod:`looplm.nn.layers`: ``RNN``, ``GRU``, ``LSTM``, multi-layer, torch.nn's interface
 * :mod:`looplm.nn.fast`: their time loops with a hand-written backward pass
-* :mod:`looplm.nn.dropout`: plain (vectorised mask), the chapter's (``ChapterDropout``), embedding, RNN (per-sequence mask) and
-  weight dropout
+* :mod:`looplm.nn.dropout`: plain (fast mask), the chapter's (``ChapterDropout``), embedding,
+  RNN (per-sequence mask) and weight dropout
+* :mod:`looplm.nn.stacked`: torch.nn's LSTM and GRU with the fast mask between their layers
 """
 
 from looplm.nn.cells import (GRUCell, LSTMCell, LSTMCellFourGates, RNNCell, gru_cell,

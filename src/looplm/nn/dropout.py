@@ -15,6 +15,8 @@ keeps its expected value; that is why each ``p`` must be below 1.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,16 +31,33 @@ def check_p(name: str, p: float) -> float:
     return p
 
 
+# A mask element is 15 random bits: p is rounded to a multiple of 1/32768 (the drop rate is
+# off by at most 1.5e-5) and the kept values are scaled by the exact inverse of the kept share.
+MASK_LEVELS = 1 << 15
+
+
 def dropout_mask(like: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
-    """Bernoulli(1-p) / (1-p) of ``shape``: 0 with probability p, else 1/(1-p)."""
-    return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
+    """A mask of ``shape`` in like's dtype and device: 0 with probability p, else 1/(1-p).
+
+    CPU generators draw one number at a time: ``bernoulli_`` (behind ``nn.Dropout``) and
+    ``rand`` spend a 32-bit draw on each element, ``bernoulli_`` slowly. Here one 64-bit draw
+    of ``random_`` feeds four elements, 15 bits each; on a (32, 128, 512) activation that is
+    about 2.7 ms against 7.5 ms for ``rand`` and 18 ms for ``bernoulli_`` (2 threads)::
+
+        int64 draws   [ b63..b48 | b47..b32 | b31..b16 | b15..b0 ]    (random_ fills bits 0-62)
+        int16 view        e3         e2         e1         e0       each & 0x7FFF: 0..32767
+        kept          e >= round(p * 32768)  ->  1 / (1 - round(p * 32768) / 32768), else 0
+    """
+    n, drop = math.prod(shape), min(round(p * MASK_LEVELS), MASK_LEVELS - 1)
+    draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_()
+    levels = draws.view(torch.int16)[:n].view(shape).bitwise_and_(MASK_LEVELS - 1)
+    return levels.ge_(drop).to(like.dtype).mul_(MASK_LEVELS / (MASK_LEVELS - drop))
 
 
 class Dropout(nn.Module):
-    """``torch.nn.Dropout`` with its mask drawn by ``torch.rand``: the same distribution
-    (each value zeroed with probability p, the others scaled by 1/(1-p)), about 2.5x
-    faster on CPU, where torch's ``bernoulli_`` (behind ``nn.Dropout``) draws one value
-    at a time and ``rand`` is vectorised. The mask is drawn in float32 whatever x's dtype.
+    """``torch.nn.Dropout``'s distribution (each value zeroed with probability p, the others
+    scaled by 1/(1-p)) with the mask of :func:`dropout_mask`, about 5x faster on CPU than
+    ``nn.Dropout``, whose ``bernoulli_`` draws one value at a time.
     """
 
     def __init__(self, p: float = 0.5):
@@ -53,7 +72,7 @@ class Dropout(nn.Module):
 
     def mask(self, x: Tensor) -> Tensor:
         """A fresh mask of x's shape and dtype: 0 with probability p, else 1/(1-p)."""
-        return torch.rand(x.shape, device=x.device).ge_(self.p).mul_(1 / (1 - self.p)).to(x.dtype)
+        return dropout_mask(x, tuple(x.shape), self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -67,7 +86,7 @@ class ChapterDropout(Dropout):
     """
 
     def mask(self, x: Tensor) -> Tensor:
-        return dropout_mask(x, x.shape, self.p)
+        return x.new_empty(x.shape).bernoulli_(1 - self.p).div_(1 - self.p)
 
 
 class RNNDropout(Dropout):
@@ -110,7 +129,7 @@ class WeightDropout(nn.Module):
     """DropConnect on some weights of a looplm recurrent layer (by default ``weight_hh_l0``).
 
     The weights stay the wrapped module's own parameters, never deleted nor re-registered:
-    each forward draws a dropped copy, ``F.dropout(raw, weight_p)``, and passes it to the
+    each forward draws a dropped copy, ``raw * dropout_mask(...)``, and passes it to the
     layer through its ``weights=`` argument. The raw weight gets the gradient (zero where
     dropped), and the state_dict is the module's (``module.weight_hh_l0``).
     One mask per forward call: the same dropped weight at every step of the sequence.
@@ -122,8 +141,10 @@ class WeightDropout(nn.Module):
 
     def dropped_weights(self) -> dict[str, Tensor]:
         """A freshly dropped copy of each weight in ``names`` (the raw one in eval mode)."""
-        return {n: F.dropout(getattr(self.module, n), self.weight_p, self.training)
-                for n in self.names}
+        if not self.training or not self.weight_p:
+            return {n: getattr(self.module, n) for n in self.names}
+        return {n: w * dropout_mask(w, tuple(w.shape), self.weight_p)
+                for n in self.names for w in (getattr(self.module, n),)}
 
     def forward(self, input: Tensor, hx=None):
         """The wrapped layer's forward, with the dropped weights."""

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from looplm.nn.cells import gru_cell, lstm_cell, rnn_cell
+from looplm.nn.dropout import dropout_mask
 from looplm.nn.fast import gru_recurrence, lstm_recurrence, rnn_recurrence
 
 LayerState = tuple[Tensor, ...]      # one layer's state: (h,) or (h, c), each (bs, n_hid)
@@ -87,7 +88,7 @@ class _Recurrent(nn.Module):
         finals = []
         for k in range(self.num_layers):
             if k and self.dropout:
-                x = F.dropout(x, self.dropout, self.training)
+                x = x * dropout_mask(x, tuple(x.shape), self.dropout) if self.training else x
             names = (f"weight_ih_l{k}", f"weight_hh_l{k}", f"bias_ih_l{k}", f"bias_hh_l{k}")
             w = [weights.get(n, getattr(self, n, None)) for n in names]
             layer = self._layer if self.fast else self._reference_layer
