@@ -9,6 +9,7 @@ comes and goes hits both alike; the ratio is the median of the rounds' ratios.
 
     python benchmarks/precision.py [--threads N] [--rounds 5] [--steps 4] [--only char-lstm,lm7]
     python benchmarks/precision.py --sweep      # the break-even hidden size behind --precision auto
+    python benchmarks/precision.py --sweep-vocab  # ... and the break-even vocabulary of narrow models
 
 Peak memory: each (model, precision) trains ``--steps`` steps in a fresh process and
 reports its peak resident set (VmHWM, which includes Python and torch).
@@ -129,6 +130,17 @@ def sweep(rounds: int, steps: int) -> None:
             report(case.name, case, alternate(case, rounds, steps), None)
 
 
+def sweep_vocab(rounds: int, steps: int) -> None:
+    """bf16/fp32 of narrow word-level LSTM LMs (2x200 and 2x64, tied) by vocabulary size: the
+    decoder's matmul, not the recurrence, is what bf16 speeds up there."""
+    print(f"{'vocab x hidden':<18}{'bs':>4}{'sl':>5}{'fp32 tok/s':>12}{'bf16 tok/s':>12}{'bf16/fp32':>11}")
+    for hidden in (64, 200):
+        for vocab in (1_000, 3_000, 10_000, 30_000):
+            case = Case(f"{vocab} x {hidden}", "lstm", vocab, 20, 35,
+                        dict(emb_sz=hidden, n_hidden=hidden, n_layers=2, p=0.2, tie_weights=True))
+            report(case.name, case, alternate(case, rounds, steps), None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -136,6 +148,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="training steps per timing")
     parser.add_argument("--only", default=None, help=f"comma-separated cases among {', '.join(CASES)}")
     parser.add_argument("--sweep", action="store_true", help="bf16/fp32 by hidden size instead of the cases")
+    parser.add_argument("--sweep-vocab", action="store_true", help="bf16/fp32 by vocabulary size (word-level)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     args = parser.parse_args()
     if args.threads:
@@ -143,8 +156,8 @@ def main() -> None:
     load = open("/proc/loadavg").read().split()[:3] if sys.platform == "linux" else "?"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {cpu_has_bf16()}, "
           f"load average {' '.join(load)}; median of {args.rounds} alternating rounds of {args.steps} steps")
-    if args.sweep:
-        sweep(args.rounds, args.steps)
+    if args.sweep or args.sweep_vocab:
+        (sweep if args.sweep else sweep_vocab)(args.rounds, args.steps)
         return
     print(f"{'model':<18}{'bs':>4}{'sl':>5}{'fp32 tok/s':>12}{'bf16 tok/s':>12}{'bf16/fp32':>11}"
           f"{'fp32 MiB':>10}{'bf16 MiB':>10}")

@@ -83,12 +83,12 @@ def test_tiny_reproduction_learns_and_reports(tmp_path, capsys):
 
 def test_the_committed_report_is_what_its_results_say(tmp_path):
     """docs/borborzan_notebook/REPORT.md renders again from its results.json, machine line
-    included, with bits per byte and LModel7 set beside fastai."""
+    included, with bits per byte and LModel7 set beside fastai with and without AR/TAR."""
     write_borborzan_report(read_results(DOCS), tmp_path)
     rendered = (tmp_path / "REPORT.md").read_text()
     assert rendered == (DOCS / "REPORT.md").read_text()
     assert "(1 torch threads)" in rendered  # the run's, not this process's
-    assert "## LModel7 beside fastai" in rendered and "bits/byte" in rendered
+    assert "## LModel7 and AR/TAR" in rendered and "bits/byte" in rendered
 
 
 def test_notebook_settings_are_the_notebooks():
@@ -96,6 +96,8 @@ def test_notebook_settings_are_the_notebooks():
     assert [(by[m].epochs, by[m].lr) for m in ("lm1", "lm2", "lm3", "lm4", "lm5", "lm6", "lm7")] == [
         (4, 1e-3), (4, 1e-3), (4, 1e-2), (5, 3e-3), (5, 3e-3), (5, 1e-2), (5, 1e-2)]
     assert by["lm5"].n_layers == 3 and by["lm6"].n_hidden == 128 and by["lm7"].wd == 0.1
+    # what the notebook's fastai ran: TextLearner's AR 2 and TAR 1 never reached its callbacks
+    assert by["lm7"].alpha == by["lm7"].beta == 0 and by["lm7"].moms == (0.8, 0.7, 0.8)
     assert not any(by[m].group for m in ("lm1", "lm2", "lm3")) and by["lm1"].sl == 3
 
 

@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--limit-games", type=count(MAX_COUNT), default=400_000,
                    help="borborzan: fresh games that estimate the view limit (default: 400,000)")
     p.add_argument("--dropout", choices=["torch", "scratch"], default="torch",
-                   help="borborzan: LModel7's dropout, torch.nn.Dropout or looplm.nn.Dropout (default: torch)")
+                   help="borborzan: LModel7's dropout, torch (nn.Dropout's distribution, looplm's fast "
+                        "mask) or scratch (the chapter's bernoulli_ one) (default: torch)")
     add_output_flags(p, help="directory for REPORT.md and its figures (default: runs/TARGET)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flag(p)
