@@ -67,3 +67,20 @@ def folder_state(root) -> dict:
 def snapshot():
     """``snapshot(folder)``: see :func:`folder_state`."""
     return folder_state
+
+
+@pytest.fixture
+def recurrence_path(monkeypatch):
+    """``recurrence_path(name)``: the fast path's time loops run in C++ (``"cxx"``, built on
+    first use; skipped where LOOPLM_NO_EXT turns it off) or in Python (``"python"``)."""
+    from looplm.nn import native
+
+    def choose(name: str) -> None:
+        if name == "python":
+            monkeypatch.setattr(native, "extension", lambda: None)
+        elif name == "cxx":
+            if os.environ.get(native.DISABLE, "") not in ("", "0"):
+                pytest.skip(f"{native.DISABLE} is set")
+            assert native.extension() is not None, "the C++ recurrences did not build"
+
+    return choose

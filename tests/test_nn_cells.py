@@ -97,8 +97,11 @@ def test_gru_backward_passes_gradcheck():
     assert torch.autograd.gradcheck(gru_recurrence, (xp, h0, w))
 
 
-def test_lstm_backward_passes_gradcheck():
-    xp, h0, c0, w = _inputs(4, extra=[(3, 5)])
+@pytest.mark.parametrize("path", ["cxx", "python"])
+@pytest.mark.parametrize("n_hid", [5, 20])     # 20: one full AVX512 register of float64 and a tail
+def test_lstm_backward_passes_gradcheck(path, n_hid, recurrence_path):
+    recurrence_path(path)
+    xp, h0, c0, w = _inputs(4, n_hid=n_hid, extra=[(3, n_hid)])
     assert torch.autograd.gradcheck(lstm_recurrence, (xp, h0, c0, w))
 
 

@@ -52,9 +52,11 @@ def assert_all_close(ours, theirs, tol):
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("fast", [True, False], ids=["fast", "reference"])
+@pytest.mark.parametrize("path", ["cxx", "python", "reference"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_equal_to_torch(kind, fast, dtype, batch_first, num_layers):
+def test_equal_to_torch(kind, path, dtype, batch_first, num_layers, recurrence_path):
+    recurrence_path(path)
+    fast = path != "reference"
     seed = zlib.crc32(f"{kind} {fast} {dtype} {batch_first} {num_layers}".encode())
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -77,9 +79,10 @@ def test_equal_to_torch(kind, fast, dtype, batch_first, num_layers):
     assert_all_close(grads, ref_grads, TOL[dtype])
 
 
+@pytest.mark.parametrize("path", ["cxx", "python"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_fast_path_equals_reference_loop(kind):
-    torch.manual_seed(0)
+def test_fast_path_equals_reference_loop(kind, path, recurrence_path):
+    recurrence_path(path)
     fast, _ = make_pair(kind, torch.float64, True, input_size=6, hidden_size=10, num_layers=2)
     ref, _ = make_pair(kind, torch.float64, False, input_size=6, hidden_size=10, num_layers=2)
     ref.load_state_dict(fast.state_dict())

@@ -18,9 +18,14 @@ Why it is fast (figures in ``benchmarks/cells.py``):
 * The LSTM's cell gate uses tanh(x) = 2 sigmoid(2x) - 1, so one sigmoid covers all four
   gates: ``torch.tanh`` costs about four ``torch.sigmoid`` on this CPU.
 
-Neither compiler helped on this CPU: ``torch.jit.script`` of these loops measured within
-noise of plain Python (and is deprecated in torch 2.13); ``torch.compile`` of the autograd
-loop took ~54 s to compile for each new sequence length and ran no faster.
+What is left is Python's cost per op (a few microseconds each, ~7 ops a step each way),
+which at hidden 64 is most of a step. So the LSTM's two loops also exist in C++
+(:mod:`looplm.nn.native`, ``csrc/recurrence.cpp``): the same arithmetic, one call per
+sequence, the step's gate math fused into one vectorised pass. ``lstm_recurrence`` uses them
+when the extension builds (``LOOPLM_NO_EXT=1`` keeps this module's loops). Torch's own
+compilers did not help: ``torch.jit.script`` of these loops measured within noise of plain
+Python (and is deprecated in torch 2.13); ``torch.compile`` of the autograd loop took ~54 s
+to compile for each new sequence length and ran no faster.
 The readable step-by-step form stays in :mod:`looplm.nn.cells` as the reference.
 """
 
@@ -31,6 +36,8 @@ import functools
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from looplm.nn import native
 
 
 def _previous(first: Tensor, seq: Tensor) -> Tensor:
@@ -188,6 +195,27 @@ class _LSTMRecurrence(torch.autograd.Function):
         return d_gates, d_gates[0] @ w_hh, dc * f[0], d_w
 
 
+class _NativeLSTMRecurrence(torch.autograd.Function):
+    """_LSTMRecurrence with both loops in C++ (:mod:`looplm.nn.native`): the same arithmetic,
+    one call per sequence each way. ``dW_hh`` stays here: one matmul after the loop."""
+
+    @staticmethod
+    def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor):
+        out, cs, tanh_cs, gates = native.extension().lstm_forward(xp, h0, c0, w_hh)
+        ctx.save_for_backward(h0, c0, w_hh, out, cs, tanh_cs, gates)
+        return out, cs[-1].to(xp.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out: Tensor, d_cn: Tensor):
+        h0, c0, w_hh, out, cs, tanh_cs, gates = ctx.saved_tensors
+        d_xp, d_h0, d_c0 = native.extension().lstm_backward(d_out, d_cn, c0, w_hh, cs, tanh_cs, gates)
+        d_w = None
+        if ctx.needs_input_grad[3]:                     # sum over t of d_gates_t^T h_{t-1}
+            d_w = torch.addmm(d_xp[0].t() @ h0, d_xp[1:].flatten(0, 1).t(), out[:-1].flatten(0, 1))
+        return d_xp, d_h0.to(h0.dtype), d_c0.to(c0.dtype), d_w
+
+
 def _autocast(fn):
     """Run a recurrence under autocast in the autocast dtype (bf16 or fp16), as autocast would
     run a matmul: its floating inputs are cast once, and its loop runs with autocast off,
@@ -231,4 +259,6 @@ def lstm_recurrence(xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor) -> tuple[T
 
     Returns (out (T, bs, n_hid), c_n (bs, n_hid)); the final hidden state is ``out[-1]``.
     """
+    if xp.device.type == "cpu" and native.extension() is not None:
+        return _NativeLSTMRecurrence.apply(xp, h0, c0, w_hh)
     return _LSTMRecurrence.apply(xp, h0, c0, w_hh)

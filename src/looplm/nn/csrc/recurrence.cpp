@@ -1,0 +1,171 @@
+// The LSTM's loop over time in C++: the same forward and hand-written backward as
+// looplm/nn/fast.py, one call per sequence instead of ~7 Python-dispatched ops per step.
+//
+// Each step is one matmul (ATen's, so BLAS/oneDNN as for torch.nn) and one fused pass over
+// the (bs, 4*n_hid) gates written here with at::vec::Vectorized (AVX2/AVX512 as compiled,
+// exp and tanh from the Sleef library inside libtorch):
+//
+//   gates[t] (bs, 4*n_hid) = xp[t] + h_{t-1} W_hh^T          at::addmm_  (in place)
+//   i f g o = sig sig tanh sig (gates[t]);  c = f c + i g;  h = o tanh(c)   fused loop
+//
+// Buffers are allocated once per sequence; nothing is allocated inside the loop except the
+// few tensor views made up front. In bf16 (autocast) the matmuls take bf16 as autocast's
+// would, while the gates, c and the gradients that cross time stay float32.
+
+#include <torch/extension.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+using at::vec::Vectorized;
+
+template <typename T>
+inline Vectorized<T> sigmoid(Vectorized<T> x) {
+  const Vectorized<T> one(T(1));
+  return one / (one + x.neg().exp());
+}
+
+// One forward step on rows of acc_t (float or double): gates holds the pre-activations of
+// i, f, g, o (bs, 4H) and is overwritten with the activations; c, tc (= tanh c) and h (bs, H).
+template <typename T>
+void lstm_step_forward(T* gates, const T* c_prev, T* c, T* tc, T* h, int64_t bs, int64_t H) {
+  using V = Vectorized<T>;
+  for (int64_t b = 0; b < bs; ++b) {
+    T* g = gates + b * 4 * H;
+    const int64_t r = b * H;
+    for (int64_t j = 0; j < H; j += V::size()) {
+      const int64_t n = std::min<int64_t>(V::size(), H - j);
+      V i = sigmoid(V::loadu(g + j, n)), f = sigmoid(V::loadu(g + H + j, n));
+      V gg = V::loadu(g + 2 * H + j, n).tanh(), o = sigmoid(V::loadu(g + 3 * H + j, n));
+      V cc = f * V::loadu(c_prev + r + j, n) + i * gg;
+      V t = cc.tanh();
+      i.store(g + j, n), f.store(g + H + j, n), gg.store(g + 2 * H + j, n), o.store(g + 3 * H + j, n);
+      cc.store(c + r + j, n), t.store(tc + r + j, n), (o * t).store(h + r + j, n);
+    }
+  }
+}
+
+// One backward step: dh is the gradient of h_t, dc that of c_t from the later steps (on
+// return: that of c_{t-1}); writes d_gates (bs, 4H), the pre-activations' gradients.
+template <typename T>
+void lstm_step_backward(const T* gates, const T* c_prev, const T* tc, const T* dh, T* dc,
+                        T* d_gates, int64_t bs, int64_t H) {
+  using V = Vectorized<T>;
+  const V one(T(1));
+  for (int64_t b = 0; b < bs; ++b) {
+    const T* g = gates + b * 4 * H;
+    T* dg = d_gates + b * 4 * H;
+    const int64_t r = b * H;
+    for (int64_t j = 0; j < H; j += V::size()) {
+      const int64_t n = std::min<int64_t>(V::size(), H - j);
+      V i = V::loadu(g + j, n), f = V::loadu(g + H + j, n);
+      V gg = V::loadu(g + 2 * H + j, n), o = V::loadu(g + 3 * H + j, n);
+      V t = V::loadu(tc + r + j, n), dht = V::loadu(dh + r + j, n);
+      V dct = V::loadu(dc + r + j, n) + dht * o * (one - t * t);
+      (dct * gg * i * (one - i)).store(dg + j, n);
+      (dct * V::loadu(c_prev + r + j, n) * f * (one - f)).store(dg + H + j, n);
+      (dct * i * (one - gg * gg)).store(dg + 2 * H + j, n);
+      (dht * t * o * (one - o)).store(dg + 3 * H + j, n);
+      (dct * f).store(dc + r + j, n);
+    }
+  }
+}
+
+template <typename T>
+T* ptr(const Tensor& x) { return x.data_ptr<T>(); }
+
+// xp (T, bs, 4H), h0 (bs, H), c0 (bs, H), w_hh (4H, H), all one dtype.
+// Returns out (T, bs, H) in that dtype, and for the backward pass, in acc_t (float for
+// bf16/fp16, else the dtype): cs (T, bs, H), tanh_cs (T, bs, H), gates (T, bs, 4H) activated.
+template <typename acc_t>
+std::vector<Tensor> forward_impl(const Tensor& xp, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& w_hh) {
+  const int64_t T = xp.size(0), bs = xp.size(1), H = h0.size(1);
+  const auto acc = xp.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  const bool mixed = xp.scalar_type() != acc.dtype().toScalarType();
+  Tensor out = at::empty({T, bs, H}, xp.options());
+  Tensor cs = at::empty({T, bs, H}, acc), tanh_cs = at::empty({T, bs, H}, acc);
+  // gates starts as xp (the matmul adds to it in place); in bf16 the matmul writes to pre
+  Tensor gates = mixed ? at::empty({T, bs, 4 * H}, acc) : xp.to(acc, false, /*copy=*/true).contiguous();
+  Tensor pre = mixed ? at::empty({bs, 4 * H}, xp.options()) : Tensor();   // bf16 matmul result
+  Tensor h_acc = mixed ? at::empty({bs, H}, acc) : Tensor();
+  Tensor c_first = c0.to(acc).contiguous(), w_t = w_hh.t();
+  auto gates_t = gates.unbind(0), out_t = out.unbind(0), xp_t = xp.unbind(0);
+  Tensor h = h0;
+  for (int64_t t = 0; t < T; ++t) {
+    if (mixed) {
+      at::addmm_out(pre, xp_t[t], h, w_t);
+      gates_t[t].copy_(pre);
+    } else {
+      gates_t[t].addmm_(h, w_t);
+    }
+    const acc_t* c_prev = t ? ptr<acc_t>(cs) + (t - 1) * bs * H : ptr<acc_t>(c_first);
+    acc_t* h_out = mixed ? ptr<acc_t>(h_acc) : ptr<acc_t>(out) + t * bs * H;
+    lstm_step_forward<acc_t>(ptr<acc_t>(gates) + t * bs * 4 * H, c_prev,
+                             ptr<acc_t>(cs) + t * bs * H, ptr<acc_t>(tanh_cs) + t * bs * H,
+                             h_out, bs, H);
+    if (mixed) out_t[t].copy_(h_acc);
+    h = out_t[t];
+  }
+  return {out, cs, tanh_cs, gates};
+}
+
+// The gradients of xp (in xp's dtype), h0 and c0 (acc_t); dW_hh is one matmul left to the
+// caller. d_out (T, bs, H) and w_hh in the forward dtype, d_cn (bs, H).
+template <typename acc_t>
+std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_cn, const Tensor& c0,
+                                  const Tensor& w_hh, const Tensor& cs, const Tensor& tanh_cs,
+                                  const Tensor& gates) {
+  const int64_t T = gates.size(0), bs = gates.size(1), H = gates.size(2) / 4;
+  const auto acc = gates.options();
+  const bool mixed = d_out.scalar_type() != acc.dtype().toScalarType();
+  Tensor d_gates = at::empty({T, bs, 4 * H}, acc);
+  Tensor dc = d_cn.to(acc, false, /*copy=*/true).contiguous();
+  Tensor c_first = c0.to(acc).contiguous();
+  Tensor dh = d_out[T - 1].to(acc, false, /*copy=*/true).contiguous();
+  Tensor dh_low = mixed ? at::empty({bs, H}, d_out.options()) : Tensor();
+  Tensor dg_low = mixed ? at::empty({bs, 4 * H}, d_out.options()) : Tensor();
+  auto d_gates_t = d_gates.unbind(0), d_out_t = d_out.unbind(0);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const acc_t* c_prev = t ? ptr<acc_t>(cs) + (t - 1) * bs * H : ptr<acc_t>(c_first);
+    lstm_step_backward<acc_t>(ptr<acc_t>(gates) + t * bs * 4 * H, c_prev,
+                              ptr<acc_t>(tanh_cs) + t * bs * H, ptr<acc_t>(dh), ptr<acc_t>(dc),
+                              ptr<acc_t>(d_gates) + t * bs * 4 * H, bs, H);
+    const Tensor& d_next = t ? d_out_t[t - 1] : at::zeros_like(d_out_t[0]);
+    if (mixed) {
+      dg_low.copy_(d_gates_t[t]);
+      at::addmm_out(dh_low, d_next, dg_low, w_hh);
+      dh.copy_(dh_low);
+    } else {
+      at::addmm_out(dh, d_next, d_gates_t[t], w_hh);
+    }
+  }
+  return {d_gates.to(d_out.scalar_type()), dh, dc};
+}
+
+std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& w_hh) {
+  TORCH_CHECK(xp.device().is_cpu(), "the C++ recurrence runs on CPU only");
+  if (xp.scalar_type() == at::kDouble) return forward_impl<double>(xp, h0.contiguous(), c0, w_hh);
+  return forward_impl<float>(xp, h0.contiguous(), c0, w_hh);
+}
+
+std::vector<Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_cn, const Tensor& c0,
+                                  const Tensor& w_hh, const Tensor& cs, const Tensor& tanh_cs,
+                                  const Tensor& gates) {
+  auto d = d_out.contiguous();
+  if (gates.scalar_type() == at::kDouble)
+    return backward_impl<double>(d, d_cn, c0, w_hh, cs, tanh_cs, gates);
+  return backward_impl<float>(d, d_cn, c0, w_hh, cs, tanh_cs, gates);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_forward", &lstm_forward, "LSTM over time: out, cs, tanh_cs, activated gates");
+  m.def("lstm_backward", &lstm_backward, "LSTM backward over time: d_xp, d_h0, d_c0");
+}

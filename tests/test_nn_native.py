@@ -1,0 +1,92 @@
+"""The C++ recurrences: the Python fast path's numbers, a quiet fallback where they cannot build."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from looplm.nn import native
+from looplm.nn.fast import lstm_recurrence
+
+
+def lstm_run(path, recurrence_path, dtype, T, bs, n_hid, autocast=False):
+    """Output, c_n and every input's gradient of one seeded LSTM recurrence."""
+    recurrence_path(path)
+    g = torch.Generator().manual_seed(n_hid)
+    shapes = [(T, bs, 4 * n_hid), (bs, n_hid), (bs, n_hid), (4 * n_hid, n_hid)]
+    scales = [1, 1, 1, n_hid ** -0.5]            # W_hh as initialised: a stable recurrence
+    inputs = [(torch.randn(s, generator=g, dtype=torch.float64) * k).to(dtype).requires_grad_()
+              for s, k in zip(shapes, scales)]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out, c_n = lstm_recurrence(*inputs)
+    probe = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype)
+    (out.to(dtype) * probe).sum().add(c_n.to(dtype).sum()).backward()
+    return [out.to(dtype), c_n.to(dtype)] + [x.grad for x in inputs]
+
+
+@pytest.mark.parametrize("n_hid", [8, 37, 64])    # below, across and at whole vector registers
+def test_cxx_lstm_equals_python_lstm_in_float64(n_hid, recurrence_path):
+    cxx = lstm_run("cxx", recurrence_path, torch.float64, 7, 5, n_hid)
+    python = lstm_run("python", recurrence_path, torch.float64, 7, 5, n_hid)
+    for a, b in zip(cxx, python):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("n_hid", [13, 64])    # the generic bf16 matmul, and the AMX one where there
+def test_cxx_lstm_in_bf16_autocast_is_as_close_to_float64_as_python(n_hid, recurrence_path):
+    """bf16 rounds differently in the two paths (C++ keeps the gates and c in float32), so
+    each is compared with the float64 result: the C++ error is at most the Python path's."""
+    exact = lstm_run("cxx", recurrence_path, torch.float64, 12, 6, n_hid)
+    errors = {}
+    for path in ("cxx", "python"):
+        values = lstm_run(path, recurrence_path, torch.float32, 12, 6, n_hid, autocast=True)
+        errors[path] = [((a.double() - b).abs().max() / b.abs().max()).item() for a, b in zip(values, exact)]
+    for cxx, python in zip(errors["cxx"], errors["python"]):
+        assert cxx < 0.05 and cxx <= 1.5 * python + 1e-3, errors
+
+
+def _fresh(monkeypatch):
+    native.extension.cache_clear()
+    monkeypatch.setattr(native, "extension", native.extension.__wrapped__)
+
+
+def test_no_compiler_means_the_python_path_and_one_line_saying_what_is_missing(monkeypatch, capsys):
+    _fresh(monkeypatch)
+    monkeypatch.delenv(native.DISABLE, raising=False)
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    assert native.extension() is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "compiler" in err and "apt install g++" in err and native.DISABLE in err
+    x = torch.randn(3, 2, 8, dtype=torch.float64)
+    out, _ = lstm_recurrence(x, torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, 2, dtype=torch.float64),
+                             torch.randn(8, 2, dtype=torch.float64))
+    assert out.shape == (3, 2, 2)
+
+
+def test_a_failed_build_is_one_line_too(monkeypatch, capsys):
+    _fresh(monkeypatch)
+    monkeypatch.delenv(native.DISABLE, raising=False)
+
+    def broken():
+        raise RuntimeError("Error building extension 'x':\n[1/2] c++ ...\nninja: build stopped: subcommand failed.")
+
+    monkeypatch.setattr(native, "_build", broken)
+    assert native.extension() is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "build failed" in err and "subcommand failed" in err
+
+
+def test_the_environment_variable_chooses_the_python_path_quietly(monkeypatch, capsys):
+    _fresh(monkeypatch)
+    monkeypatch.setenv(native.DISABLE, "1")
+    monkeypatch.setattr(native, "_build", lambda: pytest.fail("built although disabled"))
+    assert native.extension() is None
+    assert capsys.readouterr().err == ""
+
+
+def test_importing_looplm_compiles_nothing():
+    """The build happens on the first fast-path call, never at import."""
+    code = ("import looplm, looplm.nn, looplm.models, sys; from looplm.nn import native; "
+            "sys.exit(int(native.extension.cache_info().currsize))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
