@@ -15,6 +15,11 @@ compares the code alone, and ``--threads 1 --clock cpu`` times with this process
 seconds, so that on a shared machine time spent waiting for a core is not counted.
 ``--precision bf16`` runs every forward pass under ``torch.autocast("cpu", torch.bfloat16)``
 (the weights and the input stay float32, as in a bf16 training run).
+
+As in training (the Learner does it), freed memory stays in the process
+(``looplm.allocator.keep_freed_memory``), so neither implementation's timing includes the page
+faults of mapping its activations afresh at every call. ``LOOPLM_NO_EXT=1`` times the Python loop
+of the fast path instead of the C++ one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import time
 
 import torch
 
-from looplm.nn import GRU, LSTM, RNN
+from looplm.allocator import keep_freed_memory
+from looplm.nn import GRU, LSTM, RNN, native
 
 LAYERS = {"RNN": (RNN, torch.nn.RNN), "GRU": (GRU, torch.nn.GRU), "LSTM": (LSTM, torch.nn.LSTM)}
 TARGET = 1.3   # the from-scratch LSTM may be at most this many times slower than torch.nn.LSTM
@@ -83,10 +89,12 @@ def main(argv: list[str] | None = None) -> None:
         autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()
     repeats, iters = (3, 3) if args.quick else (7, 5)
     print(f"torch {torch.__version__}, {args.precision}, {torch.get_num_threads()} threads, bs {args.bs}, "
           f"seq {args.sl}, forward+backward, tokens/s (best of {repeats}, {args.clock} clock); "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"looplm's LSTM loop in {'C++' if native.extension() else 'Python'}")
     header = f"{'layer':<6}{'hidden':>7}{'torch.nn':>12}{'looplm':>12}{'slower by':>11}"
     print(header + ("" if args.quick else f"{'fast=False':>12}"))
     worst = 0.0

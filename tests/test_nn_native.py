@@ -10,37 +10,42 @@ from looplm.nn import native
 from looplm.nn.fast import lstm_recurrence
 
 
-def lstm_run(path, recurrence_path, dtype, T, bs, n_hid, autocast=False):
-    """Output, c_n and every input's gradient of one seeded LSTM recurrence."""
+def lstm_run(path, recurrence_path, dtype, T, bs, n_hid, autocast=False, batch_major=False):
+    """Output, c_n and every input's gradient of one seeded LSTM recurrence; ``batch_major``:
+    xp is a (T, bs) view of a (bs, T, 4*n_hid) tensor, as a batch_first layer makes it."""
     recurrence_path(path)
     g = torch.Generator().manual_seed(n_hid)
-    shapes = [(T, bs, 4 * n_hid), (bs, n_hid), (bs, n_hid), (4 * n_hid, n_hid)]
+    xp_shape = (bs, T, 4 * n_hid) if batch_major else (T, bs, 4 * n_hid)
+    shapes = [xp_shape, (bs, n_hid), (bs, n_hid), (4 * n_hid, n_hid)]
     scales = [1, 1, 1, n_hid ** -0.5]            # W_hh as initialised: a stable recurrence
     inputs = [(torch.randn(s, generator=g, dtype=torch.float64) * k).to(dtype).requires_grad_()
               for s, k in zip(shapes, scales)]
+    xp = inputs[0].transpose(0, 1) if batch_major else inputs[0]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        out, c_n = lstm_recurrence(*inputs)
+        out, c_n = lstm_recurrence(xp, *inputs[1:])
     probe = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype)
     (out.to(dtype) * probe).sum().add(c_n.to(dtype).sum()).backward()
     return [out.to(dtype), c_n.to(dtype)] + [x.grad for x in inputs]
 
 
+@pytest.mark.parametrize("batch_major", [False, True], ids=["time-major", "batch-major"])
 @pytest.mark.parametrize("n_hid", [8, 37, 64])    # below, across and at whole vector registers
-def test_cxx_lstm_equals_python_lstm_in_float64(n_hid, recurrence_path):
-    cxx = lstm_run("cxx", recurrence_path, torch.float64, 7, 5, n_hid)
-    python = lstm_run("python", recurrence_path, torch.float64, 7, 5, n_hid)
+def test_cxx_lstm_equals_python_lstm_in_float64(n_hid, batch_major, recurrence_path):
+    cxx = lstm_run("cxx", recurrence_path, torch.float64, 7, 5, n_hid, batch_major=batch_major)
+    python = lstm_run("python", recurrence_path, torch.float64, 7, 5, n_hid, batch_major=batch_major)
     for a, b in zip(cxx, python):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("batch_major", [False, True], ids=["time-major", "batch-major"])
 @pytest.mark.parametrize("n_hid", [13, 64])    # the generic bf16 matmul, and the AMX one where there
-def test_cxx_lstm_in_bf16_autocast_is_as_close_to_float64_as_python(n_hid, recurrence_path):
+def test_cxx_lstm_in_bf16_autocast_is_as_close_to_float64_as_python(n_hid, batch_major, recurrence_path):
     """bf16 rounds differently in the two paths (C++ keeps the gates and c in float32), so
     each is compared with the float64 result: the C++ error is at most the Python path's."""
-    exact = lstm_run("cxx", recurrence_path, torch.float64, 12, 6, n_hid)
+    exact = lstm_run("cxx", recurrence_path, torch.float64, 12, 6, n_hid, batch_major=batch_major)
     errors = {}
     for path in ("cxx", "python"):
-        values = lstm_run(path, recurrence_path, torch.float32, 12, 6, n_hid, autocast=True)
+        values = lstm_run(path, recurrence_path, torch.float32, 12, 6, n_hid, True, batch_major)
         errors[path] = [((a.double() - b).abs().max() / b.abs().max()).item() for a, b in zip(values, exact)]
     for cxx, python in zip(errors["cxx"], errors["python"]):
         assert cxx < 0.05 and cxx <= 1.5 * python + 1e-3, errors

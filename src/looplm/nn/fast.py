@@ -197,7 +197,8 @@ class _LSTMRecurrence(torch.autograd.Function):
 
 class _NativeLSTMRecurrence(torch.autograd.Function):
     """_LSTMRecurrence with both loops in C++ (:mod:`looplm.nn.native`): the same arithmetic,
-    one call per sequence each way. ``dW_hh`` stays here: one matmul after the loop."""
+    one call per sequence each way. ``dW_hh`` stays here: one matmul after the loop. The
+    output and ``d_xp`` come in xp's memory order (batch-major for a batch_first layer)."""
 
     @staticmethod
     def forward(ctx, xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor):
@@ -209,11 +210,19 @@ class _NativeLSTMRecurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_out: Tensor, d_cn: Tensor):
         h0, c0, w_hh, out, cs, tanh_cs, gates = ctx.saved_tensors
-        d_xp, d_h0, d_c0 = native.extension().lstm_backward(d_out, d_cn, c0, w_hh, cs, tanh_cs, gates)
-        d_w = None
-        if ctx.needs_input_grad[3]:                     # sum over t of d_gates_t^T h_{t-1}
-            d_w = torch.addmm(d_xp[0].t() @ h0, d_xp[1:].flatten(0, 1).t(), out[:-1].flatten(0, 1))
+        d_xp, d_h0, d_c0 = native.extension().lstm_backward(d_out, d_cn, c0, w_hh, out, cs, tanh_cs, gates)
+        d_w = _hh_weight_grad(d_xp, h0, out) if ctx.needs_input_grad[3] else None
         return d_xp, d_h0.to(h0.dtype), d_c0.to(c0.dtype), d_w
+
+
+def _hh_weight_grad(d_pre: Tensor, h0: Tensor, out: Tensor) -> Tensor:
+    """dW_hh = sum over t of d_pre_t^T h_{t-1}: one matmul over rows in d_pre's memory order
+    (T, bs, G*n_hid), either (T, bs) or batch-major; out (T, bs, n_hid) in the same order."""
+    if d_pre.stride(0) >= d_pre.stride(1):
+        return torch.addmm(d_pre[0].t() @ h0, d_pre[1:].flatten(0, 1).t(), out[:-1].flatten(0, 1))
+    d_rows = d_pre.transpose(0, 1).reshape(-1, d_pre.shape[2])       # (bs*T, G*n_hid), a view
+    h_prev = torch.cat([h0.unsqueeze(1), out.transpose(0, 1)[:, :-1]], 1)   # (bs, T, n_hid)
+    return d_rows.t() @ h_prev.flatten(0, 1)
 
 
 def _autocast(fn):

@@ -37,6 +37,17 @@ def _bias_sum(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
     return None if b_ih is None else b_ih + b_hh
 
 
+def _projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> Tensor:
+    """x W_ih^T + b for all steps: (T, bs, n_in) -> (T, bs, G*n_hid), in x's memory order.
+
+    A batch_first input arrives as a transposed view of (bs, T, n_in); a linear on the view
+    copies it first, and its gradient needs another copy. Projecting (bs, T, n_in) directly
+    and viewing the result as (T, bs, ...) avoids both; the C++ LSTM keeps that order."""
+    if x.dim() == 3 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous():
+        return F.linear(x.transpose(0, 1), w_ih, b).transpose(0, 1)
+    return F.linear(x, w_ih, b)
+
+
 class _Recurrent(nn.Module):
     """What RNN, GRU and LSTM share; a subclass sets ``n_gates``, ``n_states`` and ``_layer``."""
 
@@ -183,5 +194,5 @@ class LSTM(_Recurrent):
         return lstm_cell(x_t, state, w_ih, w_hh, b_ih, b_hh)
 
     def _layer(self, x, state, w_ih, w_hh, b_ih, b_hh):
-        out, c_n = lstm_recurrence(F.linear(x, w_ih, _bias_sum(b_ih, b_hh)), *state, w_hh)
+        out, c_n = lstm_recurrence(_projection(x, w_ih, _bias_sum(b_ih, b_hh)), *state, w_hh)
         return out, (out[-1], c_n)

@@ -46,9 +46,11 @@ inline Vectorized<T> tanh(Vectorized<T> x) {
 }
 
 // One forward step on rows of acc_t (float or double): gates holds the pre-activations of
-// i, f, g, o (bs, 4H) and is overwritten with the activations; c, tc (= tanh c) and h (bs, H).
+// i, f, g, o (bs, 4H) and is overwritten with the activations; c, tc (= tanh c) (bs, H) and
+// h, whose rows are ld_h apart (the output's rows are, in batch-major order).
 template <typename T>
-void lstm_step_forward(T* gates, const T* c_prev, T* c, T* tc, T* h, int64_t bs, int64_t H) {
+void lstm_step_forward(T* gates, const T* c_prev, T* c, T* tc, T* h, int64_t ld_h, int64_t bs,
+                       int64_t H) {
   using V = Vectorized<T>;
   for (int64_t b = 0; b < bs; ++b) {
     T* g = gates + b * 4 * H;
@@ -60,21 +62,22 @@ void lstm_step_forward(T* gates, const T* c_prev, T* c, T* tc, T* h, int64_t bs,
       V cc = f * V::loadu(c_prev + r + j, n) + i * gg;
       V t = tanh(cc);
       i.store(g + j, n), f.store(g + H + j, n), gg.store(g + 2 * H + j, n), o.store(g + 3 * H + j, n);
-      cc.store(c + r + j, n), t.store(tc + r + j, n), (o * t).store(h + r + j, n);
+      cc.store(c + r + j, n), t.store(tc + r + j, n), (o * t).store(h + b * ld_h + j, n);
     }
   }
 }
 
 // One backward step: dh is the gradient of h_t, dc that of c_t from the later steps (on
-// return: that of c_{t-1}); writes d_gates (bs, 4H), the pre-activations' gradients.
+// return: that of c_{t-1}); writes d_gates (bs, 4H, rows ld_d apart), the pre-activations'
+// gradients.
 template <typename T>
 void lstm_step_backward(const T* gates, const T* c_prev, const T* tc, const T* dh, T* dc,
-                        T* d_gates, int64_t bs, int64_t H) {
+                        T* d_gates, int64_t ld_d, int64_t bs, int64_t H) {
   using V = Vectorized<T>;
   const V one(T(1));
   for (int64_t b = 0; b < bs; ++b) {
     const T* g = gates + b * 4 * H;
-    T* dg = d_gates + b * 4 * H;
+    T* dg = d_gates + b * ld_d;
     const int64_t r = b * H;
     for (int64_t j = 0; j < H; j += V::size()) {
       const int64_t n = std::min<int64_t>(V::size(), H - j);
@@ -94,74 +97,83 @@ void lstm_step_backward(const T* gates, const T* c_prev, const T* tc, const T* d
 template <typename T>
 T* ptr(const Tensor& x) { return x.data_ptr<T>(); }
 
-// xp (T, bs, 4H), h0 (bs, H), c0 (bs, H), w_hh (4H, H), all one dtype.
-// Returns out (T, bs, H) in that dtype, and for the backward pass, in acc_t (float for
-// bf16/fp16, else the dtype): cs (T, bs, H), tanh_cs (T, bs, H), gates (T, bs, 4H) activated.
+// (T, bs, n) in the memory order of `like` (T, bs, *): batch-major when `like` is, so that a
+// batch_first layer reads and writes (bs, T, n) contiguously and never transposes a copy.
+Tensor empty_ordered(const Tensor& like, int64_t n, at::TensorOptions options) {
+  const int64_t T = like.size(0), bs = like.size(1);
+  if (like.stride(0) < like.stride(1)) return at::empty({bs, T, n}, options).transpose(0, 1);
+  return at::empty({T, bs, n}, options);
+}
+
+// One step's rows of a (T, bs, n) tensor whose last dimension is contiguous.
+template <typename T>
+T* row0(const Tensor& x, int64_t t) { return ptr<T>(x) + t * x.stride(0); }
+
+// xp (T, bs, 4H), h0 (bs, H), c0 (bs, H), w_hh (4H, H), all one dtype; xp in either order.
+// Returns out (T, bs, H) in that dtype and xp's order, and for the backward pass, in acc_t
+// (float for bf16/fp16, else the dtype): cs, tanh_cs (T, bs, H), gates (T, bs, 4H) activated.
 template <typename acc_t>
 std::vector<Tensor> forward_impl(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh) {
   const int64_t T = xp.size(0), bs = xp.size(1), H = h0.size(1);
   const auto acc = xp.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
   const bool mixed = xp.scalar_type() != acc.dtype().toScalarType();
-  Tensor out = at::empty({T, bs, H}, xp.options());
+  Tensor out = empty_ordered(xp, H, xp.options());
   Tensor cs = at::empty({T, bs, H}, acc), tanh_cs = at::empty({T, bs, H}, acc);
-  // gates starts as xp (the matmul adds to it in place); in bf16 the matmul writes to pre
-  Tensor gates = at::empty({T, bs, 4 * H}, acc);
-  if (!mixed) gates.copy_(xp);
-  Tensor pre = mixed ? at::empty({bs, 4 * H}, xp.options()) : Tensor();   // bf16 matmul result
+  Tensor gates = at::empty({T, bs, 4 * H}, acc).copy_(xp);   // the matmul adds to it in place
+  Tensor pre = mixed ? at::empty({bs, 4 * H}, xp.options()) : Tensor();   // low-precision product
   Tensor h_acc = mixed ? at::empty({bs, H}, acc) : Tensor();
   Tensor c_first = c0.to(acc).contiguous(), w_t = w_hh.t();
-  auto gates_t = gates.unbind(0), out_t = out.unbind(0), xp_t = xp.unbind(0);
-  Tensor h = h0;
+  auto gates_t = gates.unbind(0), out_t = out.unbind(0);
   for (int64_t t = 0; t < T; ++t) {
+    const Tensor& h = t ? out_t[t - 1] : h0;
     if (mixed) {
-      at::addmm_out(pre, xp_t[t], h, w_t);
-      gates_t[t].copy_(pre);
+      gates_t[t].add_(at::mm_out(pre, h, w_t));
     } else {
       gates_t[t].addmm_(h, w_t);
     }
     const acc_t* c_prev = t ? ptr<acc_t>(cs) + (t - 1) * bs * H : ptr<acc_t>(c_first);
-    acc_t* h_out = mixed ? ptr<acc_t>(h_acc) : ptr<acc_t>(out) + t * bs * H;
+    acc_t* h_out = mixed ? ptr<acc_t>(h_acc) : row0<acc_t>(out, t);
     lstm_step_forward<acc_t>(ptr<acc_t>(gates) + t * bs * 4 * H, c_prev,
                              ptr<acc_t>(cs) + t * bs * H, ptr<acc_t>(tanh_cs) + t * bs * H,
-                             h_out, bs, H);
+                             h_out, mixed ? H : out.stride(1), bs, H);
     if (mixed) out_t[t].copy_(h_acc);
-    h = out_t[t];
   }
   return {out, cs, tanh_cs, gates};
 }
 
-// The gradients of xp (in xp's dtype), h0 and c0 (acc_t); dW_hh is one matmul left to the
-// caller. d_out (T, bs, H) and w_hh in the forward dtype, d_cn (bs, H).
+// The gradients of xp (in xp's dtype and out's order), h0 and c0 (acc_t); dW_hh is one matmul
+// left to the caller. d_out (T, bs, H) and w_hh in the forward dtype, d_cn (bs, H).
 template <typename acc_t>
 std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_cn, const Tensor& c0,
-                                  const Tensor& w_hh, const Tensor& cs, const Tensor& tanh_cs,
-                                  const Tensor& gates) {
+                                  const Tensor& w_hh, const Tensor& out, const Tensor& cs,
+                                  const Tensor& tanh_cs, const Tensor& gates) {
   const int64_t T = gates.size(0), bs = gates.size(1), H = gates.size(2) / 4;
   const auto acc = gates.options();
   const bool mixed = d_out.scalar_type() != acc.dtype().toScalarType();
-  Tensor d_gates = at::empty({T, bs, 4 * H}, acc);
+  Tensor d_xp = empty_ordered(out, 4 * H, d_out.options());
+  Tensor d_step = mixed ? at::empty({bs, 4 * H}, acc) : Tensor();   // float32 gradients of a step
   Tensor dc = d_cn.to(acc, false, /*copy=*/true).contiguous();
   Tensor c_first = c0.to(acc).contiguous();
-  Tensor dh = d_out[T - 1].to(acc, false, /*copy=*/true).contiguous();
+  Tensor dh = at::empty({bs, H}, acc).copy_(d_out[T - 1]);
   Tensor dh_low = mixed ? at::empty({bs, H}, d_out.options()) : Tensor();
-  Tensor dg_low = mixed ? at::empty({bs, 4 * H}, d_out.options()) : Tensor();
-  auto d_gates_t = d_gates.unbind(0), d_out_t = d_out.unbind(0);
+  Tensor zeros = at::zeros({bs, H}, d_out.options());
+  auto d_xp_t = d_xp.unbind(0), d_out_t = d_out.unbind(0);
   for (int64_t t = T - 1; t >= 0; --t) {
     const acc_t* c_prev = t ? ptr<acc_t>(cs) + (t - 1) * bs * H : ptr<acc_t>(c_first);
+    acc_t* dg = mixed ? ptr<acc_t>(d_step) : row0<acc_t>(d_xp, t);
     lstm_step_backward<acc_t>(ptr<acc_t>(gates) + t * bs * 4 * H, c_prev,
                               ptr<acc_t>(tanh_cs) + t * bs * H, ptr<acc_t>(dh), ptr<acc_t>(dc),
-                              ptr<acc_t>(d_gates) + t * bs * 4 * H, bs, H);
-    const Tensor& d_next = t ? d_out_t[t - 1] : at::zeros_like(d_out_t[0]);
+                              dg, mixed ? 4 * H : d_xp.stride(1), bs, H);
+    const Tensor& d_next = t ? d_out_t[t - 1] : zeros;   // dh_{t-1} = d_out + d_gates W_hh
     if (mixed) {
-      dg_low.copy_(d_gates_t[t]);
-      at::addmm_out(dh_low, d_next, dg_low, w_hh);
-      dh.copy_(dh_low);
+      d_xp_t[t].copy_(d_step);
+      dh.copy_(at::addmm_out(dh_low, d_next, d_xp_t[t], w_hh));
     } else {
-      at::addmm_out(dh, d_next, d_gates_t[t], w_hh);
+      at::addmm_out(dh, d_next, d_xp_t[t], w_hh);
     }
   }
-  return {d_gates.to(d_out.scalar_type()), dh, dc};
+  return {d_xp, dh, dc};
 }
 
 // bf16 on AMX: ATen's bf16 addmm costs ~30 us for a (64, 64) x (64, 256) product, whatever
@@ -169,8 +181,8 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_cn, const
 // with the weight packed once per sequence, and it adds bf16 x bf16 into a float32 C, which
 // is the precision the gates and gradients keep anyway. Used where the CPU can pack for it
 // (AMX) and H is a multiple of 16 (the width of a packed block); elsewhere ATen's addmm runs.
-bool use_amx(const Tensor& xp, int64_t H) {
-  return xp.scalar_type() == at::kBFloat16 && H % 16 == 0 &&
+bool use_amx(const Tensor& x, int64_t H) {
+  return x.scalar_type() == at::kBFloat16 && H % 16 == 0 &&
          at::native::cpublas::could_pack(at::kBFloat16);
 }
 
@@ -187,56 +199,69 @@ struct PackedB {
                                 b.data_ptr<at::BFloat16>() + n, ptr<at::BFloat16>(data) + n * K);
   }
 
-  void add_product(const at::BFloat16* a, int64_t M, float* c) const {
+  // A's rows are ld_a apart; C is (M, N) contiguous
+  void add_product(const at::BFloat16* a, int64_t ld_a, int64_t M, float* c) const {
     for (int64_t n = 0; n < N; n += nb)
-      at::native::cpublas::brgemm(M, nb, K, K, nb, N, /*add_C=*/true, a,
+      at::native::cpublas::brgemm(M, nb, K, ld_a, nb, N, /*add_C=*/true, a,
                                   ptr<at::BFloat16>(data) + n * K, c + n, /*is_vnni=*/true);
   }
 };
+
+// rows of n floats (contiguous) to bf16 rows ld_dst apart, and back
+void to_rows(const float* src, at::BFloat16* dst, int64_t ld_dst, int64_t rows, int64_t n) {
+  for (int64_t b = 0; b < rows; ++b) at::vec::convert(src + b * n, dst + b * ld_dst, n);
+}
+void from_rows(const at::BFloat16* src, int64_t ld_src, float* dst, int64_t rows, int64_t n) {
+  for (int64_t b = 0; b < rows; ++b) at::vec::convert(src + b * ld_src, dst + b * n, n);
+}
 
 std::vector<Tensor> forward_amx(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                 const Tensor& w_hh) {
   using bf16 = at::BFloat16;
   const int64_t T = xp.size(0), bs = xp.size(1), H = h0.size(1);
   const auto f32 = xp.options().dtype(at::kFloat);
-  Tensor out = at::empty({T, bs, H}, xp.options());
+  Tensor out = empty_ordered(xp, H, xp.options());
   Tensor cs = at::empty({T, bs, H}, f32), tanh_cs = at::empty({T, bs, H}, f32);
   Tensor gates = at::empty({T, bs, 4 * H}, f32).copy_(xp);   // the products are added to xp
   Tensor h_f32 = at::empty({bs, H}, f32), c_first = c0.to(f32).contiguous();
   const PackedB w_t(w_hh.t().contiguous());       // W_hh^T (H, 4H)
+  const int64_t ld_out = out.stride(1);
   for (int64_t t = 0; t < T; ++t) {
-    const bf16* h = t ? ptr<bf16>(out) + (t - 1) * bs * H : ptr<bf16>(h0);
-    w_t.add_product(h, bs, ptr<float>(gates) + t * bs * 4 * H);
+    float* g = ptr<float>(gates) + t * bs * 4 * H;
+    if (t) w_t.add_product(row0<bf16>(out, t - 1), ld_out, bs, g);
+    else w_t.add_product(ptr<bf16>(h0), H, bs, g);
     const float* c_prev = t ? ptr<float>(cs) + (t - 1) * bs * H : ptr<float>(c_first);
-    lstm_step_forward<float>(ptr<float>(gates) + t * bs * 4 * H, c_prev, ptr<float>(cs) + t * bs * H,
-                             ptr<float>(tanh_cs) + t * bs * H, ptr<float>(h_f32), bs, H);
-    at::vec::convert(ptr<float>(h_f32), ptr<bf16>(out) + t * bs * H, bs * H);
+    lstm_step_forward<float>(g, c_prev, ptr<float>(cs) + t * bs * H,
+                             ptr<float>(tanh_cs) + t * bs * H, ptr<float>(h_f32), H, bs, H);
+    to_rows(ptr<float>(h_f32), row0<bf16>(out, t), ld_out, bs, H);
   }
   at::native::cpublas::brgemm_release();
   return {out, cs, tanh_cs, gates};
 }
 
 std::vector<Tensor> backward_amx(const Tensor& d_out, const Tensor& d_cn, const Tensor& c0,
-                                 const Tensor& w_hh, const Tensor& cs, const Tensor& tanh_cs,
-                                 const Tensor& gates) {
+                                 const Tensor& w_hh, const Tensor& out, const Tensor& cs,
+                                 const Tensor& tanh_cs, const Tensor& gates) {
   using bf16 = at::BFloat16;
   const int64_t T = gates.size(0), bs = gates.size(1), H = gates.size(2) / 4;
-  Tensor d_gates = at::empty({bs, 4 * H}, gates.options());    // one step's, float32
-  Tensor d_xp = at::empty({T, bs, 4 * H}, d_out.options());     // all steps', bf16
+  Tensor d_step = at::empty({bs, 4 * H}, gates.options());     // one step's, float32
+  Tensor d_xp = empty_ordered(out, 4 * H, d_out.options());     // all steps', bf16
   Tensor dc = d_cn.to(at::kFloat, false, /*copy=*/true).contiguous();
-  Tensor dh = d_out[T - 1].to(at::kFloat).contiguous(), c_first = c0.to(at::kFloat).contiguous();
+  Tensor dh = at::empty({bs, H}, gates.options()).copy_(d_out[T - 1]);
+  Tensor c_first = c0.to(at::kFloat).contiguous();
   const PackedB w(w_hh.contiguous());             // W_hh (4H, H)
+  const int64_t ld_d = d_xp.stride(1);
   for (int64_t t = T - 1; t >= 0; --t) {
     const float* c_prev = t ? ptr<float>(cs) + (t - 1) * bs * H : ptr<float>(c_first);
-    lstm_step_backward<float>(ptr<float>(gates) + t * bs * 4 * H, c_prev, ptr<float>(tanh_cs) + t * bs * H,
-                              ptr<float>(dh), ptr<float>(dc), ptr<float>(d_gates), bs, H);
-    bf16* d_step = ptr<bf16>(d_xp) + t * bs * 4 * H;
-    at::vec::convert(ptr<float>(d_gates), d_step, bs * 4 * H);
+    lstm_step_backward<float>(ptr<float>(gates) + t * bs * 4 * H, c_prev,
+                              ptr<float>(tanh_cs) + t * bs * H, ptr<float>(dh), ptr<float>(dc),
+                              ptr<float>(d_step), 4 * H, bs, H);
+    to_rows(ptr<float>(d_step), row0<bf16>(d_xp, t), ld_d, bs, 4 * H);
     if (t)  // dh of the step before: its output's gradient plus d_gates W_hh
-      at::vec::convert(ptr<bf16>(d_out) + (t - 1) * bs * H, ptr<float>(dh), bs * H);
+      from_rows(row0<bf16>(d_out, t - 1), d_out.stride(1), ptr<float>(dh), bs, H);
     else
       dh.zero_();
-    w.add_product(d_step, bs, ptr<float>(dh));
+    w.add_product(row0<bf16>(d_xp, t), ld_d, bs, ptr<float>(dh));
   }
   at::native::cpublas::brgemm_release();
   return {d_xp, dh, dc};
@@ -245,19 +270,23 @@ std::vector<Tensor> backward_amx(const Tensor& d_out, const Tensor& d_cn, const 
 std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh) {
   TORCH_CHECK(xp.device().is_cpu(), "the C++ recurrence runs on CPU only");
-  if (use_amx(xp, h0.size(1))) return forward_amx(xp, h0.contiguous(), c0, w_hh);
-  if (xp.scalar_type() == at::kDouble) return forward_impl<double>(xp, h0.contiguous(), c0, w_hh);
-  return forward_impl<float>(xp, h0.contiguous(), c0, w_hh);
+  TORCH_CHECK(xp.dim() == 3, "xp must be (T, bs, 4H)");
+  const Tensor h = h0.contiguous();   // xp may be in either order: it is copied into the gates
+  if (use_amx(xp, h.size(1))) return forward_amx(xp, h, c0, w_hh);
+  if (xp.scalar_type() == at::kDouble) return forward_impl<double>(xp, h, c0, w_hh);
+  return forward_impl<float>(xp, h, c0, w_hh);
 }
 
 std::vector<Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_cn, const Tensor& c0,
-                                  const Tensor& w_hh, const Tensor& cs, const Tensor& tanh_cs,
-                                  const Tensor& gates) {
-  auto d = d_out.contiguous();
-  if (use_amx(d, cs.size(2))) return backward_amx(d, d_cn, c0, w_hh, cs, tanh_cs, gates);
+                                  const Tensor& w_hh, const Tensor& out, const Tensor& cs,
+                                  const Tensor& tanh_cs, const Tensor& gates) {
+  // autograd may hand any layout; the loops need each row contiguous
+  const Tensor d = d_out.stride(2) == 1 && d_out.stride(0) > 0 && d_out.stride(1) > 0
+                       ? d_out : d_out.contiguous();
+  if (use_amx(d, cs.size(2))) return backward_amx(d, d_cn, c0, w_hh, out, cs, tanh_cs, gates);
   if (gates.scalar_type() == at::kDouble)
-    return backward_impl<double>(d, d_cn, c0, w_hh, cs, tanh_cs, gates);
-  return backward_impl<float>(d, d_cn, c0, w_hh, cs, tanh_cs, gates);
+    return backward_impl<double>(d, d_cn, c0, w_hh, out, cs, tanh_cs, gates);
+  return backward_impl<float>(d, d_cn, c0, w_hh, out, cs, tanh_cs, gates);
 }
 
 }  // namespace
