@@ -1,7 +1,7 @@
 """The recurrences' time loops compiled from C++ (``csrc/recurrence.cpp``), built on first use.
 
 Nothing is compiled at import. The first fast-path call builds the extension with
-``torch.utils.cpp_extension.load`` (g++ and ninja, ~40 s once) into torch's extension cache
+``torch.utils.cpp_extension.load`` (g++ and ninja, 25-35 s once) into torch's extension cache
 (``~/.cache/torch_extensions``, or ``$TORCH_EXTENSIONS_DIR``); later processes load the built
 library in well under a second. torch's build holds a file lock, so processes that start at
 once (pytest-xdist workers, DDP ranks) build it once and the others wait and load it.

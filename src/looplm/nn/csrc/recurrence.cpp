@@ -17,6 +17,7 @@
 #include <ATen/native/CPUBlas.h>
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -120,17 +121,17 @@ std::vector<Tensor> forward_impl(const Tensor& xp, const Tensor& h0, const Tenso
   const bool mixed = xp.scalar_type() != acc.dtype().toScalarType();
   Tensor out = empty_ordered(xp, H, xp.options());
   Tensor cs = at::empty({T, bs, H}, acc), tanh_cs = at::empty({T, bs, H}, acc);
-  Tensor gates = at::empty({T, bs, 4 * H}, acc).copy_(xp);   // the matmul adds to it in place
+  Tensor gates = at::empty({T, bs, 4 * H}, acc);
   Tensor pre = mixed ? at::empty({bs, 4 * H}, xp.options()) : Tensor();   // low-precision product
   Tensor h_acc = mixed ? at::empty({bs, H}, acc) : Tensor();
   Tensor c_first = c0.to(acc).contiguous(), w_t = w_hh.t();
-  auto gates_t = gates.unbind(0), out_t = out.unbind(0);
-  for (int64_t t = 0; t < T; ++t) {
+  auto gates_t = gates.unbind(0), out_t = out.unbind(0), xp_t = xp.unbind(0);
+  for (int64_t t = 0; t < T; ++t) {   // each step's xp is copied into its gates while in cache
     const Tensor& h = t ? out_t[t - 1] : h0;
     if (mixed) {
-      gates_t[t].add_(at::mm_out(pre, h, w_t));
+      at::add_out(gates_t[t], xp_t[t], at::mm_out(pre, h, w_t));
     } else {
-      gates_t[t].addmm_(h, w_t);
+      at::addmm_out(gates_t[t], xp_t[t], h, w_t);
     }
     const acc_t* c_prev = t ? ptr<acc_t>(cs) + (t - 1) * bs * H : ptr<acc_t>(c_first);
     acc_t* h_out = mixed ? ptr<acc_t>(h_acc) : row0<acc_t>(out, t);
@@ -152,7 +153,11 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_cn, const
   const auto acc = gates.options();
   const bool mixed = d_out.scalar_type() != acc.dtype().toScalarType();
   Tensor d_xp = empty_ordered(out, 4 * H, d_out.options());
-  Tensor d_step = mixed ? at::empty({bs, 4 * H}, acc) : Tensor();   // float32 gradients of a step
+  // A step's gradients are made and multiplied in contiguous buffers, then copied to d_xp:
+  // batch-major rows are T*4H apart, a multiple of 4 KiB that maps them all to the same
+  // cache sets, and a matmul reading them there ran at half speed.
+  Tensor d_step = at::empty({bs, 4 * H}, acc);
+  Tensor d_low = mixed ? at::empty({bs, 4 * H}, d_out.options()) : d_step;
   Tensor dc = d_cn.to(acc, false, /*copy=*/true).contiguous();
   Tensor c_first = c0.to(acc).contiguous();
   Tensor dh = at::empty({bs, H}, acc).copy_(d_out[T - 1]);
@@ -161,16 +166,16 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_cn, const
   auto d_xp_t = d_xp.unbind(0), d_out_t = d_out.unbind(0);
   for (int64_t t = T - 1; t >= 0; --t) {
     const acc_t* c_prev = t ? ptr<acc_t>(cs) + (t - 1) * bs * H : ptr<acc_t>(c_first);
-    acc_t* dg = mixed ? ptr<acc_t>(d_step) : row0<acc_t>(d_xp, t);
     lstm_step_backward<acc_t>(ptr<acc_t>(gates) + t * bs * 4 * H, c_prev,
                               ptr<acc_t>(tanh_cs) + t * bs * H, ptr<acc_t>(dh), ptr<acc_t>(dc),
-                              dg, mixed ? 4 * H : d_xp.stride(1), bs, H);
+                              ptr<acc_t>(d_step), 4 * H, bs, H);
+    if (mixed) d_low.copy_(d_step);
+    d_xp_t[t].copy_(d_low);
     const Tensor& d_next = t ? d_out_t[t - 1] : zeros;   // dh_{t-1} = d_out + d_gates W_hh
     if (mixed) {
-      d_xp_t[t].copy_(d_step);
-      dh.copy_(at::addmm_out(dh_low, d_next, d_xp_t[t], w_hh));
+      dh.copy_(at::addmm_out(dh_low, d_next, d_low, w_hh));
     } else {
-      at::addmm_out(dh, d_next, d_xp_t[t], w_hh);
+      at::addmm_out(dh, d_next, d_low, w_hh);
     }
   }
   return {d_xp, dh, dc};
@@ -207,9 +212,12 @@ struct PackedB {
   }
 };
 
-// rows of n floats (contiguous) to bf16 rows ld_dst apart, and back
-void to_rows(const float* src, at::BFloat16* dst, int64_t ld_dst, int64_t rows, int64_t n) {
-  for (int64_t b = 0; b < rows; ++b) at::vec::convert(src + b * n, dst + b * ld_dst, n);
+// The matmuls read contiguous step buffers, copied to or from the (T, bs, n) tensors' rows:
+// batch-major rows are T*n apart, a multiple of 4 KiB that maps them all to the same cache
+// sets, and brgemm reading them in place ran ~35% slower.
+void copy_rows(const at::BFloat16* src, int64_t ld_src, at::BFloat16* dst, int64_t ld_dst,
+               int64_t rows, int64_t n) {
+  for (int64_t b = 0; b < rows; ++b) std::memcpy(dst + b * ld_dst, src + b * ld_src, n * sizeof(*src));
 }
 void from_rows(const at::BFloat16* src, int64_t ld_src, float* dst, int64_t rows, int64_t n) {
   for (int64_t b = 0; b < rows; ++b) at::vec::convert(src + b * ld_src, dst + b * n, n);
@@ -222,18 +230,19 @@ std::vector<Tensor> forward_amx(const Tensor& xp, const Tensor& h0, const Tensor
   const auto f32 = xp.options().dtype(at::kFloat);
   Tensor out = empty_ordered(xp, H, xp.options());
   Tensor cs = at::empty({T, bs, H}, f32), tanh_cs = at::empty({T, bs, H}, f32);
-  Tensor gates = at::empty({T, bs, 4 * H}, f32).copy_(xp);   // the products are added to xp
+  Tensor gates = at::empty({T, bs, 4 * H}, f32);   // xp in float32, plus the products
   Tensor h_f32 = at::empty({bs, H}, f32), c_first = c0.to(f32).contiguous();
+  Tensor h_low = h0.clone();                       // h of the last step, contiguous (see below)
   const PackedB w_t(w_hh.t().contiguous());       // W_hh^T (H, 4H)
-  const int64_t ld_out = out.stride(1);
   for (int64_t t = 0; t < T; ++t) {
     float* g = ptr<float>(gates) + t * bs * 4 * H;
-    if (t) w_t.add_product(row0<bf16>(out, t - 1), ld_out, bs, g);
-    else w_t.add_product(ptr<bf16>(h0), H, bs, g);
+    from_rows(row0<bf16>(xp, t), xp.stride(1), g, bs, 4 * H);
+    w_t.add_product(ptr<bf16>(h_low), H, bs, g);
     const float* c_prev = t ? ptr<float>(cs) + (t - 1) * bs * H : ptr<float>(c_first);
     lstm_step_forward<float>(g, c_prev, ptr<float>(cs) + t * bs * H,
                              ptr<float>(tanh_cs) + t * bs * H, ptr<float>(h_f32), H, bs, H);
-    to_rows(ptr<float>(h_f32), row0<bf16>(out, t), ld_out, bs, H);
+    at::vec::convert(ptr<float>(h_f32), ptr<bf16>(h_low), bs * H);
+    copy_rows(ptr<bf16>(h_low), H, row0<bf16>(out, t), out.stride(1), bs, H);
   }
   at::native::cpublas::brgemm_release();
   return {out, cs, tanh_cs, gates};
@@ -244,7 +253,8 @@ std::vector<Tensor> backward_amx(const Tensor& d_out, const Tensor& d_cn, const 
                                  const Tensor& tanh_cs, const Tensor& gates) {
   using bf16 = at::BFloat16;
   const int64_t T = gates.size(0), bs = gates.size(1), H = gates.size(2) / 4;
-  Tensor d_step = at::empty({bs, 4 * H}, gates.options());     // one step's, float32
+  Tensor d_step = at::empty({bs, 4 * H}, gates.options());     // one step's, float32 ...
+  Tensor d_low = at::empty({bs, 4 * H}, d_out.options());       // ... and bf16, contiguous
   Tensor d_xp = empty_ordered(out, 4 * H, d_out.options());     // all steps', bf16
   Tensor dc = d_cn.to(at::kFloat, false, /*copy=*/true).contiguous();
   Tensor dh = at::empty({bs, H}, gates.options()).copy_(d_out[T - 1]);
@@ -256,12 +266,13 @@ std::vector<Tensor> backward_amx(const Tensor& d_out, const Tensor& d_cn, const 
     lstm_step_backward<float>(ptr<float>(gates) + t * bs * 4 * H, c_prev,
                               ptr<float>(tanh_cs) + t * bs * H, ptr<float>(dh), ptr<float>(dc),
                               ptr<float>(d_step), 4 * H, bs, H);
-    to_rows(ptr<float>(d_step), row0<bf16>(d_xp, t), ld_d, bs, 4 * H);
+    at::vec::convert(ptr<float>(d_step), ptr<bf16>(d_low), bs * 4 * H);
+    copy_rows(ptr<bf16>(d_low), 4 * H, row0<bf16>(d_xp, t), ld_d, bs, 4 * H);
     if (t)  // dh of the step before: its output's gradient plus d_gates W_hh
       from_rows(row0<bf16>(d_out, t - 1), d_out.stride(1), ptr<float>(dh), bs, H);
     else
       dh.zero_();
-    w.add_product(row0<bf16>(d_xp, t), ld_d, bs, ptr<float>(dh));
+    w.add_product(ptr<bf16>(d_low), 4 * H, bs, ptr<float>(dh));
   }
   at::native::cpublas::brgemm_release();
   return {d_xp, dh, dc};
@@ -272,7 +283,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
   TORCH_CHECK(xp.device().is_cpu(), "the C++ recurrence runs on CPU only");
   TORCH_CHECK(xp.dim() == 3, "xp must be (T, bs, 4H)");
   const Tensor h = h0.contiguous();   // xp may be in either order: it is copied into the gates
-  if (use_amx(xp, h.size(1))) return forward_amx(xp, h, c0, w_hh);
+  if (use_amx(xp, h.size(1)))  // it reads xp's rows in place: each must be contiguous
+    return forward_amx(xp.stride(2) == 1 ? xp : xp.contiguous(), h, c0, w_hh);
   if (xp.scalar_type() == at::kDouble) return forward_impl<double>(xp, h, c0, w_hh);
   return forward_impl<float>(xp, h, c0, w_hh);
 }
