@@ -38,6 +38,22 @@ def test_cxx_lstm_equals_python_lstm_in_float64(n_hid, batch_major, recurrence_p
 
 
 @pytest.mark.parametrize("batch_major", [False, True], ids=["time-major", "batch-major"])
+@pytest.mark.parametrize("brgemm", [True, False], ids=["brgemm", "addmm"])
+def test_cxx_lstm_equals_python_lstm_in_float32(brgemm, batch_major, recurrence_path):
+    """float32 steps multiply through oneDNN's brgemm on AVX512 CPUs, ATen's addmm elsewhere:
+    both are checked here."""
+    recurrence_path("cxx")
+    native.extension().set_f32_brgemm(brgemm)
+    try:
+        cxx = lstm_run("cxx", recurrence_path, torch.float32, 9, 6, 40, batch_major=batch_major)
+    finally:
+        native.extension().set_f32_brgemm(True)
+    python = lstm_run("python", recurrence_path, torch.float32, 9, 6, 40, batch_major=batch_major)
+    for a, b in zip(cxx, python):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch_major", [False, True], ids=["time-major", "batch-major"])
 @pytest.mark.parametrize("n_hid", [13, 64])    # the generic bf16 matmul, and the AMX one where there
 def test_cxx_lstm_in_bf16_autocast_is_as_close_to_float64_as_python(n_hid, batch_major, recurrence_path):
     """bf16 rounds differently in the two paths (C++ keeps the gates and c in float32), so

@@ -181,22 +181,35 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_cn, const
   return {d_xp, dh, dc};
 }
 
-// bf16 on AMX: ATen's bf16 addmm costs ~30 us for a (64, 64) x (64, 256) product, whatever
-// the size, while oneDNN's brgemm micro-kernel (what ATen's flash attention calls) takes ~4 us
-// with the weight packed once per sequence, and it adds bf16 x bf16 into a float32 C, which
-// is the precision the gates and gradients keep anyway. Used where the CPU can pack for it
-// (AMX) and H is a multiple of 16 (the width of a packed block); elsewhere ATen's addmm runs.
-bool use_amx(const Tensor& x, int64_t H) {
-  return x.scalar_type() == at::kBFloat16 && H % 16 == 0 &&
-         at::native::cpublas::could_pack(at::kBFloat16);
+// The step's matmuls through oneDNN's brgemm micro-kernel (what ATen's flash attention calls)
+// rather than ATen's addmm:
+// * bf16 on AMX: ATen's bf16 addmm costs ~30 us for a (64, 64) x (64, 256) product whatever
+//   the size; brgemm takes ~4 us with the weight packed once per sequence, and it adds
+//   bf16 x bf16 into a float32 C, the precision the gates and gradients keep anyway. Used
+//   where the CPU can pack for it (AMX) and H is a multiple of 16 (a packed block's width).
+// * float32 on AVX512: as fast as addmm on one thread, and single-threaded: with 2 threads
+//   addmm splits each small product and waits at a barrier (64 us instead of 18 measured).
+// Elsewhere ATen's addmm runs (forward_impl, backward_impl).
+bool f32_brgemm = true;   // tests turn it off to run forward_impl<float> on this CPU too
+
+bool use_brgemm(const Tensor& x, int64_t H) {
+  if (x.scalar_type() == at::kBFloat16)
+    return H % 16 == 0 && at::native::cpublas::could_pack(at::kBFloat16);
+#ifdef CPU_CAPABILITY_AVX512
+  return x.scalar_type() == at::kFloat && f32_brgemm;
+#else
+  return false;
+#endif
 }
 
+template <typename low_t> struct StepB;
+
 // B (K, N) bf16 row-major, packed for brgemm in column blocks of nb: C (M, N) += A (M, K) B.
-struct PackedB {
+template <> struct StepB<at::BFloat16> {
   Tensor data;
   int64_t K, N, nb;
 
-  explicit PackedB(const Tensor& b) : K(b.size(0)), N(b.size(1)) {
+  explicit StepB(const Tensor& b) : K(b.size(0)), N(b.size(1)) {
     nb = N % 64 == 0 ? 64 : N % 32 == 0 ? 32 : 16;
     data = at::empty({N / nb, K, nb}, b.options());
     for (int64_t n = 0; n < N; n += nb)
@@ -212,69 +225,89 @@ struct PackedB {
   }
 };
 
+// B (K, N) float32 row-major, used as it is
+template <> struct StepB<float> {
+  Tensor data;
+  int64_t K, N;
+
+  explicit StepB(const Tensor& b) : data(b), K(b.size(0)), N(b.size(1)) {}
+
+  void add_product(const float* a, int64_t ld_a, int64_t M, float* c) const {
+    at::native::cpublas::brgemm(M, N, K, ld_a, N, N, /*add_C=*/true, a, ptr<float>(data), c,
+                                /*is_vnni=*/false);
+  }
+};
+
 // The matmuls read contiguous step buffers, copied to or from the (T, bs, n) tensors' rows:
 // batch-major rows are T*n apart, a multiple of 4 KiB that maps them all to the same cache
 // sets, and brgemm reading them in place ran ~35% slower.
-void copy_rows(const at::BFloat16* src, int64_t ld_src, at::BFloat16* dst, int64_t ld_dst,
-               int64_t rows, int64_t n) {
-  for (int64_t b = 0; b < rows; ++b) std::memcpy(dst + b * ld_dst, src + b * ld_src, n * sizeof(*src));
-}
-void from_rows(const at::BFloat16* src, int64_t ld_src, float* dst, int64_t rows, int64_t n) {
-  for (int64_t b = 0; b < rows; ++b) at::vec::convert(src + b * ld_src, dst + b * n, n);
+template <typename S, typename D>
+void copy_rows(const S* src, int64_t ld_src, D* dst, int64_t ld_dst, int64_t rows, int64_t n) {
+  for (int64_t b = 0; b < rows; ++b) {
+    if constexpr (std::is_same_v<S, D>) {
+      std::memcpy(dst + b * ld_dst, src + b * ld_src, n * sizeof(S));
+    } else {
+      at::vec::convert(src + b * ld_src, dst + b * ld_dst, n);
+    }
+  }
 }
 
-std::vector<Tensor> forward_amx(const Tensor& xp, const Tensor& h0, const Tensor& c0,
-                                const Tensor& w_hh) {
-  using bf16 = at::BFloat16;
+// forward_impl with brgemm; low_t is the matmuls' operand type (bf16 or float32), all the
+// rest float32.
+template <typename low_t>
+std::vector<Tensor> forward_brgemm(const Tensor& xp, const Tensor& h0, const Tensor& c0,
+                                   const Tensor& w_hh) {
   const int64_t T = xp.size(0), bs = xp.size(1), H = h0.size(1);
   const auto f32 = xp.options().dtype(at::kFloat);
   Tensor out = empty_ordered(xp, H, xp.options());
   Tensor cs = at::empty({T, bs, H}, f32), tanh_cs = at::empty({T, bs, H}, f32);
   Tensor gates = at::empty({T, bs, 4 * H}, f32);   // xp in float32, plus the products
-  Tensor h_f32 = at::empty({bs, H}, f32), c_first = c0.to(f32).contiguous();
-  Tensor h_low = h0.clone();                       // h of the last step, contiguous (see below)
-  const PackedB w_t(w_hh.t().contiguous());       // W_hh^T (H, 4H)
+  Tensor h_low = h0.clone();                       // h of the last step, contiguous (see above)
+  Tensor h_f32 = std::is_same_v<low_t, float> ? h_low : at::empty({bs, H}, f32);
+  Tensor c_first = c0.to(f32).contiguous();
+  const StepB<low_t> w_t(w_hh.t().contiguous());  // W_hh^T (H, 4H)
   for (int64_t t = 0; t < T; ++t) {
     float* g = ptr<float>(gates) + t * bs * 4 * H;
-    from_rows(row0<bf16>(xp, t), xp.stride(1), g, bs, 4 * H);
-    w_t.add_product(ptr<bf16>(h_low), H, bs, g);
+    copy_rows(row0<low_t>(xp, t), xp.stride(1), g, 4 * H, bs, 4 * H);
+    w_t.add_product(ptr<low_t>(h_low), H, bs, g);
     const float* c_prev = t ? ptr<float>(cs) + (t - 1) * bs * H : ptr<float>(c_first);
     lstm_step_forward<float>(g, c_prev, ptr<float>(cs) + t * bs * H,
                              ptr<float>(tanh_cs) + t * bs * H, ptr<float>(h_f32), H, bs, H);
-    at::vec::convert(ptr<float>(h_f32), ptr<bf16>(h_low), bs * H);
-    copy_rows(ptr<bf16>(h_low), H, row0<bf16>(out, t), out.stride(1), bs, H);
+    if constexpr (!std::is_same_v<low_t, float>)
+      at::vec::convert(ptr<float>(h_f32), ptr<low_t>(h_low), bs * H);
+    copy_rows(ptr<low_t>(h_low), H, row0<low_t>(out, t), out.stride(1), bs, H);
   }
-  at::native::cpublas::brgemm_release();
+  at::native::cpublas::brgemm_release(std::is_same_v<low_t, at::BFloat16>);
   return {out, cs, tanh_cs, gates};
 }
 
-std::vector<Tensor> backward_amx(const Tensor& d_out, const Tensor& d_cn, const Tensor& c0,
-                                 const Tensor& w_hh, const Tensor& out, const Tensor& cs,
-                                 const Tensor& tanh_cs, const Tensor& gates) {
-  using bf16 = at::BFloat16;
+template <typename low_t>
+std::vector<Tensor> backward_brgemm(const Tensor& d_out, const Tensor& d_cn, const Tensor& c0,
+                                    const Tensor& w_hh, const Tensor& out, const Tensor& cs,
+                                    const Tensor& tanh_cs, const Tensor& gates) {
   const int64_t T = gates.size(0), bs = gates.size(1), H = gates.size(2) / 4;
   Tensor d_step = at::empty({bs, 4 * H}, gates.options());     // one step's, float32 ...
-  Tensor d_low = at::empty({bs, 4 * H}, d_out.options());       // ... and bf16, contiguous
-  Tensor d_xp = empty_ordered(out, 4 * H, d_out.options());     // all steps', bf16
+  Tensor d_low = std::is_same_v<low_t, float> ? d_step : at::empty({bs, 4 * H}, d_out.options());
+  Tensor d_xp = empty_ordered(out, 4 * H, d_out.options());     // all steps'
   Tensor dc = d_cn.to(at::kFloat, false, /*copy=*/true).contiguous();
   Tensor dh = at::empty({bs, H}, gates.options()).copy_(d_out[T - 1]);
   Tensor c_first = c0.to(at::kFloat).contiguous();
-  const PackedB w(w_hh.contiguous());             // W_hh (4H, H)
-  const int64_t ld_d = d_xp.stride(1);
+  const StepB<low_t> w(w_hh.contiguous());        // W_hh (4H, H)
   for (int64_t t = T - 1; t >= 0; --t) {
     const float* c_prev = t ? ptr<float>(cs) + (t - 1) * bs * H : ptr<float>(c_first);
     lstm_step_backward<float>(ptr<float>(gates) + t * bs * 4 * H, c_prev,
                               ptr<float>(tanh_cs) + t * bs * H, ptr<float>(dh), ptr<float>(dc),
                               ptr<float>(d_step), 4 * H, bs, H);
-    at::vec::convert(ptr<float>(d_step), ptr<bf16>(d_low), bs * 4 * H);
-    copy_rows(ptr<bf16>(d_low), 4 * H, row0<bf16>(d_xp, t), ld_d, bs, 4 * H);
+    if constexpr (!std::is_same_v<low_t, float>)
+      at::vec::convert(ptr<float>(d_step), ptr<low_t>(d_low), bs * 4 * H);
+    copy_rows(ptr<low_t>(d_low), 4 * H, row0<low_t>(d_xp, t), d_xp.stride(1), bs, 4 * H);
     if (t)  // dh of the step before: its output's gradient plus d_gates W_hh
-      from_rows(row0<bf16>(d_out, t - 1), d_out.stride(1), ptr<float>(dh), bs, H);
+      copy_rows(row0<low_t>(d_out, t - 1), d_out.stride(1), ptr<float>(dh), H, bs, H);
     else
       dh.zero_();
-    w.add_product(ptr<bf16>(d_low), 4 * H, bs, ptr<float>(dh));
+    w.add_product(ptr<low_t>(d_low), 4 * H, bs, ptr<float>(dh));
   }
-  at::native::cpublas::brgemm_release();
+  at::native::cpublas::brgemm_release(std::is_same_v<low_t, at::BFloat16>);
   return {d_xp, dh, dc};
 }
 
@@ -283,8 +316,11 @@ std::vector<Tensor> lstm_forward(const Tensor& xp, const Tensor& h0, const Tenso
   TORCH_CHECK(xp.device().is_cpu(), "the C++ recurrence runs on CPU only");
   TORCH_CHECK(xp.dim() == 3, "xp must be (T, bs, 4H)");
   const Tensor h = h0.contiguous();   // xp may be in either order: it is copied into the gates
-  if (use_amx(xp, h.size(1)))  // it reads xp's rows in place: each must be contiguous
-    return forward_amx(xp.stride(2) == 1 ? xp : xp.contiguous(), h, c0, w_hh);
+  if (use_brgemm(xp, h.size(1))) {  // it reads xp's rows in place: each must be contiguous
+    const Tensor x = xp.stride(2) == 1 ? xp : xp.contiguous();
+    if (xp.scalar_type() == at::kFloat) return forward_brgemm<float>(x, h, c0, w_hh);
+    return forward_brgemm<at::BFloat16>(x, h, c0, w_hh);
+  }
   if (xp.scalar_type() == at::kDouble) return forward_impl<double>(xp, h, c0, w_hh);
   return forward_impl<float>(xp, h, c0, w_hh);
 }
@@ -295,7 +331,11 @@ std::vector<Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_cn, const
   // autograd may hand any layout; the loops need each row contiguous
   const Tensor d = d_out.stride(2) == 1 && d_out.stride(0) > 0 && d_out.stride(1) > 0
                        ? d_out : d_out.contiguous();
-  if (use_amx(d, cs.size(2))) return backward_amx(d, d_cn, c0, w_hh, out, cs, tanh_cs, gates);
+  if (use_brgemm(d, cs.size(2))) {
+    if (d.scalar_type() == at::kFloat)
+      return backward_brgemm<float>(d, d_cn, c0, w_hh, out, cs, tanh_cs, gates);
+    return backward_brgemm<at::BFloat16>(d, d_cn, c0, w_hh, out, cs, tanh_cs, gates);
+  }
   if (gates.scalar_type() == at::kDouble)
     return backward_impl<double>(d, d_cn, c0, w_hh, out, cs, tanh_cs, gates);
   return backward_impl<float>(d, d_cn, c0, w_hh, out, cs, tanh_cs, gates);
@@ -306,4 +346,5 @@ std::vector<Tensor> lstm_backward(const Tensor& d_out, const Tensor& d_cn, const
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward", &lstm_forward, "LSTM over time: out, cs, tanh_cs, activated gates");
   m.def("lstm_backward", &lstm_backward, "LSTM backward over time: d_xp, d_h0, d_c0");
+  m.def("set_f32_brgemm", [](bool on) { f32_brgemm = on; }, "float32 steps through brgemm (default) or ATen's addmm");
 }
