@@ -15,7 +15,7 @@ from looplm.data import load_corpus
 from looplm.errors import LooplmError
 from looplm.learner import Learner
 from looplm.models import build_model
-from looplm.precision import AUTO_MIN_HIDDEN, Precision, resolve_precision
+from looplm.precision import AUTO_MIN_DECODER, AUTO_MIN_HIDDEN, Precision, resolve_precision
 from looplm.strategies import TBPTT, Chunks, VariableChunks, Windows
 from looplm.resume import resume_training
 from looplm.training import TrainConfig, train
@@ -131,6 +131,13 @@ def test_auto_picks_bf16_only_for_wide_models_on_bf16_hardware(monkeypatch):
     chosen = resolve_precision("auto", "cpu", narrow)
     assert chosen.name == "fp32" and "64 units" in chosen.reason
     assert resolve_precision("auto", "cpu", build_model("awd-lstm", 30)).name == "bf16"  # n_hid 1152
+    # narrow, but a word-level decoder: 10,000 x 200 weights
+    word = build_model("lstm", 10_000, emb_sz=200, n_hidden=200, tie_weights=True)
+    chosen = resolve_precision("auto", "cpu", word)
+    assert chosen.name == "bf16" and "2,000,000 weights" in chosen.reason
+    edge = AUTO_MIN_DECODER // 64
+    assert resolve_precision("auto", "cpu", build_model("lm6", edge, n_hidden=64)).name == "bf16"
+    assert resolve_precision("auto", "cpu", build_model("lm6", edge - 1, n_hidden=64)).name == "fp32"
     monkeypatch.setattr(prec, "cpu_has_bf16", lambda: False)
     chosen = resolve_precision("auto", "cpu", wide)
     assert chosen.name == "fp32" and "no bf16" in chosen.reason

@@ -38,6 +38,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # the per-step matmuls are too small for the bf16 units to pay for the casts around them:
 # benchmarks/precision.py --sweep measured the break-even on this project's CPU.
 AUTO_MIN_HIDDEN = 256
+# ... or for a narrower model whose output layer has at least this many weights (vocab x
+# features): there the decoder's matmul and its gradient take much of a step, and bf16 speeds
+# them up. The smallest decoder in benchmarks/precision.py --sweep-vocab (1,000 x 64) gained 1.33x;
+# the chapter's (30 x 64, 1,920 weights) gain 1.05-1.39x, too little to pay for bf16's rounding.
+AUTO_MIN_DECODER = 64_000
 
 
 @functools.cache
@@ -63,6 +68,11 @@ def model_width(model: nn.Module) -> int | None:
         if isinstance(getattr(config, name, None), int):
             return getattr(config, name)
     return None
+
+
+def decoder_weights(model: nn.Module) -> int:
+    """Weights of the model's largest linear layer, its decoder (vocab x features); 0 if none."""
+    return max((m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear)), default=0)
 
 
 @dataclass
@@ -204,12 +214,17 @@ def _auto(device: torch.device, model: nn.Module | None) -> Precision:
     if not device_has_bf16(device):
         return Precision("fp32", device.type, f"precision auto -> fp32: {where} has no bf16 matrix units")
     width = model_width(model) if model is not None else None
-    if width is None or width < AUTO_MIN_HIDDEN:
-        size = "of unknown width" if width is None else f"{width} units wide"
-        return Precision("fp32", device.type, f"precision auto -> fp32: the model is {size}, below the "
-                                              f"{AUTO_MIN_HIDDEN} where bf16 starts to pay")
-    return Precision("bf16", device.type, f"precision auto -> bf16: {where} has bf16 matrix units and the model "
-                                          f"is {width} units wide (>= {AUTO_MIN_HIDDEN})")
+    decoder = decoder_weights(model) if model is not None else 0
+    if width is not None and width >= AUTO_MIN_HIDDEN:
+        return Precision("bf16", device.type, f"precision auto -> bf16: {where} has bf16 matrix units and the "
+                                              f"model is {width} units wide (>= {AUTO_MIN_HIDDEN})")
+    if decoder >= AUTO_MIN_DECODER:
+        return Precision("bf16", device.type, f"precision auto -> bf16: {where} has bf16 matrix units and the "
+                                              f"decoder has {decoder:,} weights (>= {AUTO_MIN_DECODER:,})")
+    size = "of unknown width" if width is None else f"{width} units wide"
+    return Precision("fp32", device.type, f"precision auto -> fp32: the model is {size} with a decoder of "
+                                          f"{decoder:,} weights, below the {AUTO_MIN_HIDDEN} units or "
+                                          f"{AUTO_MIN_DECODER:,} weights where bf16 starts to pay")
 
 
 def precision_for_run(asked: str | None, trained: str | None, device: torch.device | str,
