@@ -111,3 +111,18 @@ def test_importing_looplm_compiles_nothing():
     code = ("import looplm, looplm.nn, looplm.models, sys; from looplm.nn import native; "
             "sys.exit(int(native.extension.cache_info().currsize))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_cxx_lstm_splits_large_steps_between_threads_with_the_same_numbers(dtype, recurrence_path):
+    """From bs * n_hid = 8192 on, each step's rows are split between torch's threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cxx = lstm_run("cxx", recurrence_path, dtype, 3, 64, 128, batch_major=True)
+    finally:
+        torch.set_num_threads(threads)
+    python = lstm_run("python", recurrence_path, dtype, 3, 64, 128, batch_major=True)
+    tol = dict(atol=1e-12, rtol=0) if dtype == torch.float64 else dict(atol=2e-5, rtol=1e-5)
+    for a, b in zip(cxx, python):
+        torch.testing.assert_close(a, b, **tol)

@@ -3,6 +3,7 @@
 * :mod:`looplm.nn.cells`: one time step, readable (the chapter's cells, both LSTM forms)
 * :mod:`looplm.nn.layers`: ``RNN``, ``GRU``, ``LSTM``, multi-layer, torch.nn's interface
 * :mod:`looplm.nn.fast`: their time loops with a hand-written backward pass
+* :mod:`looplm.nn.native`: the LSTM's loops in C++ (``csrc/``), built on first use
 * :mod:`looplm.nn.dropout`: plain (fast mask), the chapter's (``ChapterDropout``), embedding,
   RNN (per-sequence mask) and weight dropout
 * :mod:`looplm.nn.stacked`: torch.nn's LSTM and GRU with the fast mask between their layers

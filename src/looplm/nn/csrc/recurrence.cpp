@@ -1,20 +1,22 @@
 // The LSTM's loop over time in C++: the same forward and hand-written backward as
 // looplm/nn/fast.py, one call per sequence instead of ~7 Python-dispatched ops per step.
 //
-// Each step is one matmul (ATen's, so BLAS/oneDNN as for torch.nn) and one fused pass over
-// the (bs, 4*n_hid) gates written here with at::vec::Vectorized (AVX2/AVX512 as compiled,
-// exp and tanh from the Sleef library inside libtorch):
+// Each step is one matmul and one fused pass over the (bs, 4*n_hid) gates written here with
+// at::vec::Vectorized (AVX2/AVX512 as compiled):
 //
-//   gates[t] (bs, 4*n_hid) = xp[t] + h_{t-1} W_hh^T          at::addmm_  (in place)
+//   gates[t] (bs, 4*n_hid) = xp[t] + h_{t-1} W_hh^T         brgemm (or ATen's addmm)
 //   i f g o = sig sig tanh sig (gates[t]);  c = f c + i g;  h = o tanh(c)   fused loop
 //
-// Buffers are allocated once per sequence; nothing is allocated inside the loop except the
-// few tensor views made up front. In bf16 (autocast) the matmuls take bf16 as autocast's
-// would, while the gates, c and the gradients that cross time stay float32.
+//   backward, t = T-1 .. 0: d_gates[t] from dh, dc (fused loop);  dh = d_out[t-1] + d_gates[t] W_hh
+//
+// Buffers are allocated once per sequence, never inside the loop. In bf16 (autocast) the
+// matmuls take bf16 as autocast's would, while the gates, c and the gradients that cross
+// time stay float32. The output and d_xp come in xp's order: (T, bs) or batch-major.
 
 #include <torch/extension.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/native/CPUBlas.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstring>
@@ -46,6 +48,15 @@ inline Vectorized<T> tanh(Vectorized<T> x) {
   return two * sigmoid(two * x) - Vectorized<T>(T(1));
 }
 
+// Rows per thread for a step's work on (bs, H): a step of (64, 64) takes ~10 us, which a
+// fork and join across threads would only slow; from (64, 128) on, the rows are split
+// between torch's threads (at::parallel_for runs inline when the grain covers them all).
+inline int64_t row_grain(int64_t bs, int64_t H) {
+  constexpr int64_t kParallelWork = 8192;   // bs * H
+  if (bs * H < kParallelWork) return bs + 1;
+  return std::max<int64_t>(1, (bs + at::get_num_threads() - 1) / at::get_num_threads());
+}
+
 // One forward step on rows of acc_t (float or double): gates holds the pre-activations of
 // i, f, g, o (bs, 4H) and is overwritten with the activations; c, tc (= tanh c) (bs, H) and
 // h, whose rows are ld_h apart (the output's rows are, in batch-major order).
@@ -53,7 +64,8 @@ template <typename T>
 void lstm_step_forward(T* gates, const T* c_prev, T* c, T* tc, T* h, int64_t ld_h, int64_t bs,
                        int64_t H) {
   using V = Vectorized<T>;
-  for (int64_t b = 0; b < bs; ++b) {
+  at::parallel_for(0, bs, row_grain(bs, H), [&](int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b) {
     T* g = gates + b * 4 * H;
     const int64_t r = b * H;
     for (int64_t j = 0; j < H; j += V::size()) {
@@ -66,6 +78,7 @@ void lstm_step_forward(T* gates, const T* c_prev, T* c, T* tc, T* h, int64_t ld_
       cc.store(c + r + j, n), t.store(tc + r + j, n), (o * t).store(h + b * ld_h + j, n);
     }
   }
+  });
 }
 
 // One backward step: dh is the gradient of h_t, dc that of c_t from the later steps (on
@@ -76,7 +89,8 @@ void lstm_step_backward(const T* gates, const T* c_prev, const T* tc, const T* d
                         T* d_gates, int64_t ld_d, int64_t bs, int64_t H) {
   using V = Vectorized<T>;
   const V one(T(1));
-  for (int64_t b = 0; b < bs; ++b) {
+  at::parallel_for(0, bs, row_grain(bs, H), [&](int64_t b0, int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b) {
     const T* g = gates + b * 4 * H;
     T* dg = d_gates + b * ld_d;
     const int64_t r = b * H;
@@ -93,6 +107,7 @@ void lstm_step_backward(const T* gates, const T* c_prev, const T* tc, const T* d
       (dct * f).store(dc + r + j, n);
     }
   }
+  });
 }
 
 template <typename T>
@@ -187,8 +202,9 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_cn, const
 //   the size; brgemm takes ~4 us with the weight packed once per sequence, and it adds
 //   bf16 x bf16 into a float32 C, the precision the gates and gradients keep anyway. Used
 //   where the CPU can pack for it (AMX) and H is a multiple of 16 (a packed block's width).
-// * float32 on AVX512: as fast as addmm on one thread, and single-threaded: with 2 threads
-//   addmm splits each small product and waits at a barrier (64 us instead of 18 measured).
+// * float32 on AVX512, one thread: 3-8% faster than addmm for the whole layer. With more
+//   threads addmm splits each product between them, which wins from hidden 128 on a free
+//   CPU (hidden 256, 2 threads: 1.04x nn.LSTM's time against brgemm's 1.30x).
 // Elsewhere ATen's addmm runs (forward_impl, backward_impl).
 bool f32_brgemm = true;   // tests turn it off to run forward_impl<float> on this CPU too
 
@@ -196,7 +212,7 @@ bool use_brgemm(const Tensor& x, int64_t H) {
   if (x.scalar_type() == at::kBFloat16)
     return H % 16 == 0 && at::native::cpublas::could_pack(at::kBFloat16);
 #ifdef CPU_CAPABILITY_AVX512
-  return x.scalar_type() == at::kFloat && f32_brgemm;
+  return x.scalar_type() == at::kFloat && f32_brgemm && at::get_num_threads() == 1;
 #else
   return false;
 #endif
