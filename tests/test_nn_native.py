@@ -113,16 +113,29 @@ def test_importing_looplm_compiles_nothing():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_cxx_lstm_splits_large_steps_between_threads_with_the_same_numbers(dtype, recurrence_path):
-    """From bs * n_hid = 8192 on, each step's rows are split between torch's threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+def run_threads(threads, *args, **kw):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        cxx = lstm_run("cxx", recurrence_path, dtype, 3, 64, 128, batch_major=True)
+        return lstm_run(*args, **kw)
     finally:
-        torch.set_num_threads(threads)
-    python = lstm_run("python", recurrence_path, dtype, 3, 64, 128, batch_major=True)
-    tol = dict(atol=1e-12, rtol=0) if dtype == torch.float64 else dict(atol=2e-5, rtol=1e-5)
-    for a, b in zip(cxx, python):
-        torch.testing.assert_close(a, b, **tol)
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype, n_hid, autocast", [(torch.float64, 128, False), (torch.float32, 128, False),
+                                                    (torch.float32, 64, False), (torch.float32, 64, True)],
+                         ids=["f64-gate-math-split", "f32-addmm", "f32-brgemm-batch-split", "bf16-batch-split"])
+def test_cxx_lstm_gives_the_same_numbers_on_two_threads(dtype, n_hid, autocast, recurrence_path):
+    """Two threads split the batch for the whole sequence (brgemm paths), or a large step's
+    gate math (the others): each row's arithmetic stays what it is on one thread (but for
+    float32 at hidden 128, where one thread multiplies with brgemm and two with addmm)."""
+    args = ("cxx", recurrence_path, dtype, 3, 64, n_hid, autocast, True)
+    two, one = run_threads(2, *args), run_threads(1, *args)
+    python = lstm_run("python", recurrence_path, dtype, 3, 64, n_hid, autocast, True)
+    for a, b, c in zip(two, one, python):
+        if dtype == torch.float64:
+            torch.testing.assert_close(a, c, atol=1e-12, rtol=0)
+        elif not autocast:
+            torch.testing.assert_close(a, c, atol=2e-5, rtol=1e-5)
+        close = 2e-5 if (dtype, n_hid, autocast) == (torch.float32, 128, False) else 1e-6
+        torch.testing.assert_close(a, b, atol=close, rtol=close)

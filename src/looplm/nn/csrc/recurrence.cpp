@@ -202,9 +202,11 @@ std::vector<Tensor> backward_impl(const Tensor& d_out, const Tensor& d_cn, const
 //   the size; brgemm takes ~4 us with the weight packed once per sequence, and it adds
 //   bf16 x bf16 into a float32 C, the precision the gates and gradients keep anyway. Used
 //   where the CPU can pack for it (AMX) and H is a multiple of 16 (a packed block's width).
-// * float32 on AVX512, one thread: 3-8% faster than addmm for the whole layer. With more
-//   threads addmm splits each product between them, which wins from hidden 128 on a free
-//   CPU (hidden 256, 2 threads: 1.04x nn.LSTM's time against brgemm's 1.30x).
+// * float32 on AVX512: 1-4% faster than addmm for the whole layer on one thread. With more
+//   threads the batch is split between them for the whole sequence (batch_grain), which
+//   beats addmm's splitting of each small product (a barrier every step) at hidden 64 but
+//   not from 128 on, where addmm's threads run on (2 threads, bs 64, a free CPU: hidden 64
+//   1.15x nn.LSTM's time against 1.29x; 128: 1.25x against 1.22x; 256: 1.28x against 1.03x).
 // Elsewhere ATen's addmm runs (forward_impl, backward_impl).
 bool f32_brgemm = true;   // tests turn it off to run forward_impl<float> on this CPU too
 
@@ -212,7 +214,7 @@ bool use_brgemm(const Tensor& x, int64_t H) {
   if (x.scalar_type() == at::kBFloat16)
     return H % 16 == 0 && at::native::cpublas::could_pack(at::kBFloat16);
 #ifdef CPU_CAPABILITY_AVX512
-  return x.scalar_type() == at::kFloat && f32_brgemm && at::get_num_threads() == 1;
+  return x.scalar_type() == at::kFloat && f32_brgemm && (H < 128 || at::get_num_threads() == 1);
 #else
   return false;
 #endif
@@ -268,6 +270,14 @@ void copy_rows(const S* src, int64_t ld_src, D* dst, int64_t ld_dst, int64_t row
   }
 }
 
+// Rows per thread for a whole sequence: the batch's rows never meet in an LSTM (row b of h
+// depends only on row b of xp, h0 and c0), so each thread runs the whole loop over time on
+// its own rows, with no barrier between steps; under 16 rows per thread it is not worth it.
+inline int64_t batch_grain(int64_t bs) {
+  const int64_t n = at::get_num_threads();
+  return std::max<int64_t>(16, (bs + n - 1) / n);
+}
+
 // forward_impl with brgemm; low_t is the matmuls' operand type (bf16 or float32), all the
 // rest float32.
 template <typename low_t>
@@ -282,18 +292,24 @@ std::vector<Tensor> forward_brgemm(const Tensor& xp, const Tensor& h0, const Ten
   Tensor h_f32 = std::is_same_v<low_t, float> ? h_low : at::empty({bs, H}, f32);
   Tensor c_first = c0.to(f32).contiguous();
   const StepB<low_t> w_t(w_hh.t().contiguous());  // W_hh^T (H, 4H)
-  for (int64_t t = 0; t < T; ++t) {
-    float* g = ptr<float>(gates) + t * bs * 4 * H;
-    copy_rows(row0<low_t>(xp, t), xp.stride(1), g, 4 * H, bs, 4 * H);
-    w_t.add_product(ptr<low_t>(h_low), H, bs, g);
-    const float* c_prev = t ? ptr<float>(cs) + (t - 1) * bs * H : ptr<float>(c_first);
-    lstm_step_forward<float>(g, c_prev, ptr<float>(cs) + t * bs * H,
-                             ptr<float>(tanh_cs) + t * bs * H, ptr<float>(h_f32), H, bs, H);
-    if constexpr (!std::is_same_v<low_t, float>)
-      at::vec::convert(ptr<float>(h_f32), ptr<low_t>(h_low), bs * H);
-    copy_rows(ptr<low_t>(h_low), H, row0<low_t>(out, t), out.stride(1), bs, H);
-  }
-  at::native::cpublas::brgemm_release(std::is_same_v<low_t, at::BFloat16>);
+  const int64_t ld_x = xp.stride(1), ld_out = out.stride(1);
+  at::parallel_for(0, bs, batch_grain(bs), [&](int64_t b0, int64_t b1) {
+    const int64_t m = b1 - b0;
+    low_t* h = ptr<low_t>(h_low) + b0 * H;
+    for (int64_t t = 0; t < T; ++t) {
+      float* g = ptr<float>(gates) + (t * bs + b0) * 4 * H;
+      copy_rows(row0<low_t>(xp, t) + b0 * ld_x, ld_x, g, 4 * H, m, 4 * H);
+      w_t.add_product(h, H, m, g);
+      const float* c_prev = t ? ptr<float>(cs) + ((t - 1) * bs + b0) * H : ptr<float>(c_first) + b0 * H;
+      lstm_step_forward<float>(g, c_prev, ptr<float>(cs) + (t * bs + b0) * H,
+                               ptr<float>(tanh_cs) + (t * bs + b0) * H, ptr<float>(h_f32) + b0 * H,
+                               H, m, H);
+      if constexpr (!std::is_same_v<low_t, float>)
+        at::vec::convert(ptr<float>(h_f32) + b0 * H, h, m * H);
+      copy_rows(h, H, row0<low_t>(out, t) + b0 * ld_out, ld_out, m, H);
+    }
+    at::native::cpublas::brgemm_release(std::is_same_v<low_t, at::BFloat16>);
+  });
   return {out, cs, tanh_cs, gates};
 }
 
@@ -309,21 +325,26 @@ std::vector<Tensor> backward_brgemm(const Tensor& d_out, const Tensor& d_cn, con
   Tensor dh = at::empty({bs, H}, gates.options()).copy_(d_out[T - 1]);
   Tensor c_first = c0.to(at::kFloat).contiguous();
   const StepB<low_t> w(w_hh.contiguous());        // W_hh (4H, H)
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const float* c_prev = t ? ptr<float>(cs) + (t - 1) * bs * H : ptr<float>(c_first);
-    lstm_step_backward<float>(ptr<float>(gates) + t * bs * 4 * H, c_prev,
-                              ptr<float>(tanh_cs) + t * bs * H, ptr<float>(dh), ptr<float>(dc),
-                              ptr<float>(d_step), 4 * H, bs, H);
-    if constexpr (!std::is_same_v<low_t, float>)
-      at::vec::convert(ptr<float>(d_step), ptr<low_t>(d_low), bs * 4 * H);
-    copy_rows(ptr<low_t>(d_low), 4 * H, row0<low_t>(d_xp, t), d_xp.stride(1), bs, 4 * H);
-    if (t)  // dh of the step before: its output's gradient plus d_gates W_hh
-      copy_rows(row0<low_t>(d_out, t - 1), d_out.stride(1), ptr<float>(dh), H, bs, H);
-    else
-      dh.zero_();
-    w.add_product(ptr<low_t>(d_low), 4 * H, bs, ptr<float>(dh));
-  }
-  at::native::cpublas::brgemm_release(std::is_same_v<low_t, at::BFloat16>);
+  const int64_t ld_d = d_xp.stride(1), ld_o = d_out.stride(1);
+  at::parallel_for(0, bs, batch_grain(bs), [&](int64_t b0, int64_t b1) {
+    const int64_t m = b1 - b0;
+    float *dh_b = ptr<float>(dh) + b0 * H, *step = ptr<float>(d_step) + b0 * 4 * H;
+    low_t* low = ptr<low_t>(d_low) + b0 * 4 * H;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const float* c_prev = t ? ptr<float>(cs) + ((t - 1) * bs + b0) * H : ptr<float>(c_first) + b0 * H;
+      lstm_step_backward<float>(ptr<float>(gates) + (t * bs + b0) * 4 * H, c_prev,
+                                ptr<float>(tanh_cs) + (t * bs + b0) * H, dh_b,
+                                ptr<float>(dc) + b0 * H, step, 4 * H, m, H);
+      if constexpr (!std::is_same_v<low_t, float>) at::vec::convert(step, low, m * 4 * H);
+      copy_rows(low, 4 * H, row0<low_t>(d_xp, t) + b0 * ld_d, ld_d, m, 4 * H);
+      if (t)  // dh of the step before: its output's gradient plus d_gates W_hh
+        copy_rows(row0<low_t>(d_out, t - 1) + b0 * ld_o, ld_o, dh_b, H, m, H);
+      else
+        std::fill(dh_b, dh_b + m * H, 0.f);
+      w.add_product(low, 4 * H, m, dh_b);
+    }
+    at::native::cpublas::brgemm_release(std::is_same_v<low_t, at::BFloat16>);
+  });
   return {d_xp, dh, dc};
 }
 
