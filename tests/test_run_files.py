@@ -113,6 +113,10 @@ RESUME_CASES = {
     "hidden state of the wrong shape": lambda run: (trainer(lambda t: t.update(state_spec=ONE_TENSOR))(run),
                                                     edit_tensors(lambda t: t.update({"state.0": torch.zeros(1, 3, 8)}))(run)),
     "hidden state structure unreadable": trainer(lambda t: t.update(state_spec="[1, {\"x\": 2}]")),
+    "hidden state tensor missing": lambda run: (trainer(lambda t: t.update(state_spec=ONE_TENSOR, state_none=[]))(run),
+                                                edit_tensors(lambda t: t.pop("state.0", None))(run)),
+    "hidden state None leaves out of range": trainer(lambda t: t.update(state_none=[5])),
+    "hidden state None leaves not ints": trainer(lambda t: t.update(state_none=["0"])),
     "checkpoint weights are a FIFO": fifo("checkpoint/model.safetensors"),
     "trainer.json is a FIFO": fifo("checkpoint/trainer.json"),
 }

@@ -103,6 +103,7 @@ class TrainingInterrupted(Exception):
 def _trainer_files(snap: TrainerSnapshot) -> tuple[dict[str, Tensor], dict]:
     flat = state_to_flat(snap.state, "state")
     state_spec = flat.pop("state.spec")  # the state's structure (JSON text) goes to trainer.json
+    state_none = json.loads(flat.pop("state.none"))  # ... and where its None leaves are
     tensors: dict[str, Tensor] = dict(flat)
     opt = snap.optimizer
     for pid, slots in opt["state"].items():
@@ -112,7 +113,7 @@ def _trainer_files(snap: TrainerSnapshot) -> tuple[dict[str, Tensor], dict]:
     tensors.update({f"rng.{rank}": rng for rank, rng in enumerate(snap.rank_rngs)})  # data parallel
     meta = {
         "epoch": snap.epoch, "batch": snap.batch, "train_iter": snap.train_iter, "history": snap.history,
-        "loss_sum": snap.loss_sum, "state_spec": state_spec, "param_groups": opt["param_groups"],
+        "loss_sum": snap.loss_sum, "state_spec": state_spec, "state_none": state_none, "param_groups": opt["param_groups"],
         "opt_slots": {str(pid): sorted(slots) for pid, slots in opt["state"].items()},
         "rank_rngs": len(snap.rank_rngs),
     }
@@ -166,6 +167,7 @@ class TrainerMeta:
     opt_slots: dict[str, list[str]]
     rank_rngs: int = 0
     state_spec: str | None = None  # the carried state's structure (torch pytree spec, JSON text)
+    state_none: list[int] | None = None  # its None leaves' positions (None: written before they were kept)
     state: str | None = None  # looplm 0.1: "none", "tensor" or "tuple:n"
 
     def __post_init__(self) -> None:
@@ -177,7 +179,8 @@ class TrainerMeta:
 
 def _state(meta: TrainerMeta, tensors: dict[str, Tensor]) -> State:
     if meta.state_spec is not None:
-        return state_from_flat({**tensors, "state.spec": meta.state_spec}, "state")
+        none = {} if meta.state_none is None else {"state.none": json.dumps(meta.state_none)}
+        return state_from_flat({**tensors, "state.spec": meta.state_spec, **none}, "state")
     return state_from_named(meta.state or "none", tensors)  # a checkpoint of looplm 0.1
 
 

@@ -14,6 +14,7 @@ These helpers are the only code that needs to know that.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import torch
@@ -75,18 +76,35 @@ def fit_state(state: State, bs: int) -> State:
 
 
 def state_to_flat(state: State, prefix: str) -> dict[str, Tensor | str]:
-    """A state as plain data: ``{prefix}.spec`` (its structure as JSON) and one
-    ``{prefix}.{i}`` tensor per tensor leaf; :func:`state_from_flat` inverts it."""
+    """A state as plain data: ``{prefix}.spec`` (its structure as JSON), ``{prefix}.none``
+    (the positions of its None leaves, a JSON list) and one ``{prefix}.{i}`` tensor per
+    tensor leaf; :func:`state_from_flat` inverts it."""
     leaves, spec = pytree.tree_flatten(state)
-    flat: dict[str, Tensor | str] = {f"{prefix}.spec": pytree.treespec_dumps(spec)}
+    flat: dict[str, Tensor | str] = {f"{prefix}.spec": pytree.treespec_dumps(spec),
+                                     f"{prefix}.none": json.dumps([i for i, t in enumerate(leaves) if t is None])}
     flat.update({f"{prefix}.{i}": t for i, t in enumerate(leaves) if t is not None})
     return flat
 
 
 def state_from_flat(flat: dict[str, Any], prefix: str) -> State:
-    """The state that :func:`state_to_flat` wrote under ``prefix``."""
+    """The state that :func:`state_to_flat` wrote under ``prefix``. A tensor leaf whose tensor
+    is missing is refused (ValueError): it must not come back as None, which would silently
+    restart that part of the state. Data written without ``{prefix}.none`` (before it was
+    recorded) cannot tell the two apart and reads a missing tensor as a None leaf."""
     spec = pytree.treespec_loads(flat[f"{prefix}.spec"])
-    return pytree.tree_unflatten([flat.get(f"{prefix}.{i}") for i in range(spec.num_leaves)], spec)
+    none_text = flat.get(f"{prefix}.none")
+    if none_text is None:
+        return pytree.tree_unflatten([flat.get(f"{prefix}.{i}") for i in range(spec.num_leaves)], spec)
+    none = json.loads(none_text)
+    if not isinstance(none, list) or not all(type(i) is int and 0 <= i < spec.num_leaves for i in none):
+        raise ValueError(f"{prefix}.none must list leaf positions below {spec.num_leaves}, got {none_text[:80]!r}")
+    missing = [f"{prefix}.{i}" for i in range(spec.num_leaves) if i not in none and f"{prefix}.{i}" not in flat]
+    if missing:
+        raise ValueError(f"the tensor {missing[0]} of the state is missing")
+    both = [f"{prefix}.{i}" for i in none if f"{prefix}.{i}" in flat]
+    if both:
+        raise ValueError(f"the state's leaf {both[0]} is recorded as None but has a tensor")
+    return pytree.tree_unflatten([None if i in none else flat[f"{prefix}.{i}"] for i in range(spec.num_leaves)], spec)
 
 
 def cat_rows(first: State, rest: State) -> State:
