@@ -144,6 +144,26 @@ def test_auto_picks_bf16_only_for_wide_models_on_bf16_hardware(monkeypatch):
     assert resolve_precision("bf16", "cpu", narrow).name == "bf16"  # asked for: always granted on a CPU
 
 
+@pytest.mark.parametrize("flags, units", [
+    ("flags\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile", "AMX-BF16"),
+    ("flags\t: fpu avx512f avx512_bf16", "AVX512-BF16"),
+    ("flags\t: fpu avx512f avx512bw avx512_vnni", None),  # AVX-512 alone: bf16 would be emulated
+    (None, None),  # no /proc/cpuinfo (not Linux): looplm does not guess
+])
+def test_the_cpu_bf16_units_are_read_from_its_flags(monkeypatch, flags, units):
+    class FakePath:
+        def __init__(self, *_):
+            pass
+
+        def read_text(self, **_):
+            if flags is None:
+                raise FileNotFoundError("/proc/cpuinfo")
+            return flags
+
+    monkeypatch.setattr(prec, "Path", FakePath)
+    assert prec.cpu_bf16_units.__wrapped__() == units
+
+
 def test_fp16_on_a_cpu_and_unknown_precisions_are_refused():
     with pytest.raises(LooplmError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", "cpu")

@@ -46,13 +46,24 @@ AUTO_MIN_DECODER = 64_000
 
 
 @functools.cache
-def cpu_has_bf16() -> bool:
-    """Does this CPU have bf16 matrix instructions (AMX-BF16 or AVX512-BF16)?"""
+def cpu_bf16_units() -> str | None:
+    """This CPU's bf16 matrix instructions as /proc/cpuinfo names them: "AMX-BF16" (Intel
+    Sapphire Rapids and later), "AVX512-BF16" (AMD Zen 4 and later, Intel Cooper Lake), or None.
+    None too where /proc/cpuinfo cannot be read (not Linux): there looplm does not guess, since
+    an AVX-512 CPU without these instructions runs bf16 slower than fp32."""
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:  # not Linux: ask torch which vector unit it dispatches to
-        return torch.backends.cpu.get_cpu_capability() == "AVX512"
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    except OSError:
+        return None
+    for flag, name in ((" amx_bf16", "AMX-BF16"), (" avx512_bf16", "AVX512-BF16")):
+        if flag in flags:
+            return name
+    return None
+
+
+def cpu_has_bf16() -> bool:
+    """Does this CPU have bf16 matrix instructions (AMX-BF16 or AVX512-BF16)?"""
+    return cpu_bf16_units() is not None
 
 
 def device_has_bf16(device: torch.device) -> bool:
@@ -212,7 +223,11 @@ def resolve_precision(spec: str, device: torch.device | str, model: nn.Module | 
 def _auto(device: torch.device, model: nn.Module | None) -> Precision:
     where = "this GPU" if device.type == "cuda" else "this CPU"
     if not device_has_bf16(device):
-        return Precision("fp32", device.type, f"precision auto -> fp32: {where} has no bf16 matrix units")
+        known = device.type == "cuda" or Path("/proc/cpuinfo").exists()
+        return Precision("fp32", device.type, f"precision auto -> fp32: {where} has no bf16 matrix units"
+                                              + ("" if known else " that looplm can detect (ask for --precision bf16)"))
+    units = cpu_bf16_units() if device.type == "cpu" else None
+    where = f"{where} ({units})" if units else where
     width = model_width(model) if model is not None else None
     decoder = decoder_weights(model) if model is not None else 0
     if width is not None and width >= AUTO_MIN_HIDDEN:
