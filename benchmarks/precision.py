@@ -154,7 +154,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     load = open("/proc/loadavg").read().split()[:3] if sys.platform == "linux" else "?"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {cpu_bf16_units() or "none"}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 units: {cpu_bf16_units() or 'none'}, "
           f"load average {' '.join(load)}; median of {args.rounds} alternating rounds of {args.steps} steps")
     if args.sweep or args.sweep_vocab:
         (sweep if args.sweep else sweep_vocab)(args.rounds, args.steps)
