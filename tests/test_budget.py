@@ -4,13 +4,14 @@ planned updates would, ends on time with a finished schedule, and resumes to its
 
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from looplm.budget import fit_updates
+from looplm.budget import BudgetPlan, KeepDeadline, fit_updates
 from looplm.callbacks import Callback
 from looplm.checkpoint import TrainingInterrupted
 from looplm.cli.main import main
@@ -66,8 +67,10 @@ SMALL = dict(model="lm7", lr=1e-2, wd=0.1, bs=32, sl=16, seed=0, alpha=2.0, beta
              model_config={"n_hidden": 32})
 
 
-def test_a_budgeted_run_trains_as_a_plain_run_of_its_planned_updates(tmp_path):
-    """The warm-up is undone: weights and random numbers are as if it never ran."""
+def test_a_budgeted_run_trains_as_a_plain_run_of_its_planned_updates(tmp_path, monkeypatch):
+    """The warm-up is undone: weights and random numbers are as if it never ran (on a machine
+    that keeps the warm-up's pace: the deadline keeper is told so, whatever the CI's load)."""
+    monkeypatch.setattr(KeepDeadline, "_fitting_total", lambda self, done, left: done + left)
     lines = []
     budgeted = train(TrainConfig(**SMALL, epochs=100, time_budget=0.2), out=tmp_path / "b", log=lines.append,
                      progress=False)
@@ -134,3 +137,81 @@ def test_variable_lengths_come_in_buckets_around_sl():
     assert all(n % 8 == 0 for n in bucketed[:-1])  # the last takes what is left
     assert len(set(bucketed)) <= 6 < len(set(free))
     assert abs(sum(bucketed) / len(bucketed) - sum(free) / len(free)) < 2  # the same mean length
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_epochs(keeper, learn, clock, seconds_per_update, seconds_per_validation, n, epochs):
+    """Drive ``keeper`` through ``epochs`` epochs of ``n`` updates at the given speed."""
+    for _ in range(epochs):
+        if learn.train_iter >= learn.total_iters:
+            return
+        keeper.before_epoch(learn)
+        steps = min(n, learn.total_iters - learn.train_iter)
+        clock.now += steps * seconds_per_update
+        learn.train_iter += steps
+        keeper.before_validate(learn)
+        clock.now += seconds_per_validation
+        keeper.after_epoch(learn)
+
+
+def fake_learner(total: int):
+    return SimpleNamespace(train_iter=0, total_iters=total, dist=SimpleNamespace(main_only=lambda fn: fn()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(slowdown=st.floats(0.5, 4.0), n=st.integers(5, 200), epochs=st.integers(2, 20))
+def test_the_deadline_keeper_shortens_a_slowed_run_to_end_in_time_and_never_lengthens(slowdown, n, epochs):
+    per_update, per_validation = 0.1, 1.0
+    deadline = epochs * (n * per_update + per_validation)  # the plan fills it exactly
+    plan = BudgetPlan(1.0, per_update, per_validation, n, epochs * n)
+    clock, changes, lines = FakeClock(), [], []
+    keeper = KeepDeadline(plan, deadline, on_change=changes.append, log=lines.append, clock=clock)
+    learn = fake_learner(plan.total_updates)
+    run_epochs(keeper, learn, clock, per_update * slowdown, per_validation * slowdown, n, epochs)
+    if slowdown <= 1.0:  # as fast as planned or faster: the plan stands
+        assert learn.total_iters == plan.total_updates and not changes and not lines
+        return
+    slack = keeper.slack * deadline + per_update * slowdown  # what the keeper lets stand
+    if not changes:  # a slowdown within the slack
+        assert clock.now <= deadline + slack
+        return
+    # slower: after the first epoch (the first measurement) the rest is cut to fit
+    assert learn.total_iters < plan.total_updates and changes[-1].total_updates == learn.total_iters
+    assert all(a.total_updates > b.total_updates for a, b in zip(changes, changes[1:]))  # only ever shorter
+    assert lines and "the schedule now ends after" in lines[0]
+    first_epoch = n * per_update * slowdown + per_validation * slowdown
+    if first_epoch <= deadline:
+        assert clock.now <= deadline + slack  # ended in time
+    assert learn.train_iter == learn.total_iters
+
+
+def test_a_run_that_slows_after_its_warm_up_ends_near_its_budget(tmp_path, capsys):
+    """A callback that only the real run has (not the warm-up) makes each update ~5 ms slower:
+    the planned updates would overrun; the run shortens its schedule, says so, and saves the
+    new plan (a resumed run follows it)."""
+
+    class Slow(Callback):
+        def after_batch(self, learn):
+            time.sleep(0.005)
+
+    budget_s = 12
+    start = time.monotonic()
+    lines = []
+    result = train(TrainConfig(**SMALL, epochs=100, time_budget=budget_s / 60), out=tmp_path / "run",
+                   log=lines.append, progress=False, cbs=[Slow()])
+    elapsed = time.monotonic() - start
+    first = next(line for line in lines if line.startswith("time budget 0.2 min"))
+    planned = int(first.split("(")[1].split(" updates")[0])
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["training"]
+    assert any("the schedule now ends after" in line for line in lines)
+    assert saved["budget"]["total_updates"] == result.learner.train_iter < planned
+    assert saved["epochs"] == result.config.epochs == -(-result.learner.train_iter // saved["budget"]["updates_per_epoch"])
+    assert elapsed < budget_s * 1.3, f"{elapsed:.1f} s for a budget of {budget_s} s"
+    assert result.learner.history[-1].accuracy > 0.3

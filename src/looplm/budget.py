@@ -8,6 +8,10 @@
 
 The schedule is planned once, before the first real update: ``total_updates = E n + k``
 and the one-cycle schedule ends exactly there, at a batch boundary inside the last epoch.
+A machine can slow down after the warm-up (another job starts, a shared host gets busy):
+:class:`KeepDeadline` checks the plan against the clock after each epoch and, when the
+updates left would end past the deadline at the speed the run has had so far, ends the
+schedule sooner (never later); the learning rate then follows the shortened cycle.
 The warm-up trains a throwaway copy of the weights and puts the random number generator
 back, so a budgeted run trains exactly as a plain run of ``total_updates`` updates would;
 the plan is saved in config.json and a resumed run follows it without planning again.
@@ -19,7 +23,8 @@ import copy
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 
@@ -29,6 +34,11 @@ from looplm.errors import LooplmError
 
 MARGIN = 0.05  # of the budget, kept back for checkpoints, the final save and a changing load
 MIN_MARGIN_S = 2.0
+
+
+def deadline_margin(budget_s: float) -> float:
+    """Seconds of a ``budget_s`` budget that training and validation leave free."""
+    return max(MARGIN * budget_s, MIN_MARGIN_S)
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,7 @@ def plan_budget(learn, minutes: float, lr: float, elapsed_s: float, cbs=(), max_
     n = learn.strategy.n_updates(learn.train_data, 0)
 
     def plan() -> BudgetPlan:
-        left = budget - spent - max(MARGIN * budget, MIN_MARGIN_S)
+        left = budget - spent - deadline_margin(budget)
         total = fit_updates(left, per_update, per_validation, n)
         if max_epochs is not None:
             total = min(total, max_epochs * n)
@@ -141,3 +151,62 @@ def plan_budget(learn, minutes: float, lr: float, elapsed_s: float, cbs=(), max_
         return BudgetPlan(minutes, per_update, per_validation, n, total)
 
     return learn.dist.main_only(plan)
+
+
+class KeepDeadline(Callback):
+    """Keep a planned run inside its budget: after each epoch (its validation done, before its
+    checkpoint), estimate what the updates left cost at the speed measured so far in this run,
+    training and validation timed apart, and when they would end after ``deadline`` (a
+    ``clock()`` value), shorten the plan to the updates that still fit. Never lengthens it.
+
+    ``on_change(plan)`` is called with each shortened plan (the run's config.json keeps it, so
+    that a resumed run follows it); ``log`` gets one line saying why."""
+
+    order = 50  # before the checkpointer (100) saves the epoch, so that it saves the new plan
+    slack = 0.01  # an overrun within this share of the time left, plus one update, is let stand (no re-plan per epoch for noise)
+
+    def __init__(self, plan: BudgetPlan, deadline: float, on_change: Callable[[BudgetPlan], None] | None = None,
+                 log: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic):
+        self.plan, self.deadline, self.on_change, self.log, self.clock = plan, deadline, on_change, log, clock
+        self.train_s = self.valid_s = 0.0
+        self.updates = self.validations = 0
+
+    def before_epoch(self, learn) -> None:
+        self._mark, self._first_update = self.clock(), learn.train_iter
+
+    def before_validate(self, learn) -> None:
+        now = self.clock()
+        self.train_s += now - self._mark
+        self.updates += learn.train_iter - self._first_update
+        self._mark = now
+
+    def after_epoch(self, learn) -> None:
+        self.valid_s += self.clock() - self._mark
+        self.validations += 1
+        left_updates = learn.total_iters - learn.train_iter
+        if left_updates <= 0 or self.updates == 0:
+            return
+        total = learn.dist.main_only(lambda: self._fitting_total(learn.train_iter, left_updates))
+        if total < learn.total_iters:
+            learn.total_iters = total
+            self.plan = replace(self.plan, total_updates=total)
+            if self.on_change is not None:
+                self.on_change(self.plan)
+
+    def _fitting_total(self, done: int, left_updates: int) -> int:
+        """Rank 0's decision: the total updates that end in time (``done + left_updates`` if
+        they all do)."""
+        per_update, per_validation = self.train_s / self.updates, self.valid_s / self.validations
+        n = self.plan.updates_per_epoch
+        seconds_left = self.deadline - self.clock()
+        need = left_updates * per_update + math.ceil(left_updates / n) * per_validation
+        if need <= seconds_left * (1 + self.slack) + per_update:
+            return done + left_updates
+        total = done + fit_updates(seconds_left, per_update, per_validation, n)
+        if self.log is not None:
+            self.log(f"time budget: {per_update * 1e3:.1f} ms per update and {per_validation:.2f} s per validation "
+                     f"so far (planned {self.plan.seconds_per_update * 1e3:.1f} ms, "
+                     f"{self.plan.seconds_per_validation:.2f} s): the {left_updates} updates left would end "
+                     f"{need - seconds_left:.1f} s late; the schedule now ends after {total} updates "
+                     f"({total / n:.2f} epochs)")
+        return total

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from torch import Tensor
 
-from looplm.budget import plan_budget
+from looplm.budget import BudgetPlan, KeepDeadline, deadline_margin, plan_budget
 from looplm.callbacks import ARTAR, Callback, GradientClip
 from looplm.data.batching import n_samples, stream_batches
 from looplm.data.corpus import Corpus
@@ -34,7 +34,7 @@ from looplm.precision import resolve_precision
 from looplm.checkpoint import Checkpointer, load_checkpoint, stop_on_sigint
 from looplm.outputs import RUN, Output
 from looplm.rundir import CURVES, save_run
-from looplm.runconfig import TBPTTSpec, TrainConfig, VariableSpec, WindowsSpec, config_to_dict
+from looplm.runconfig import TBPTTSpec, TrainConfig, VariableSpec, WindowsSpec, config_to_dict, write_config
 from looplm.strategies import TBPTT, Chunks, Strategy, VariableChunks, Windows
 
 def strategy_for(cfg: TrainConfig) -> Strategy:
@@ -146,16 +146,29 @@ def train(
     cfg = dataclasses.replace(cfg, precision=learner.precision.name)  # a resumed run trains the same way
     cbs = [*callbacks_for(cfg), *cbs, *data_callbacks(corpus, cfg.bs, cfg.group, dist.rank, dist.world_size)]
     learner.check_fit(cfg.epochs, cfg.lr, cbs)
+    keeper = None
     if cfg.time_budget is not None and cfg.budget is None:  # planned once; a resumed run follows the plan
         cfg = plan_run(cfg, learner, callbacks_for(cfg), time.monotonic() - started, log)  # the last refusal
+        budget_s = cfg.time_budget * 60
+        keeper = KeepDeadline(BudgetPlan(**cfg.budget), started + budget_s - deadline_margin(budget_s), log=log)
+        cbs.append(keeper)
     snapshot = None
     if resume:  # the run's own files stay as they are; a checkpoint that does not load stops here
         # rank 0 first, then every rank reads the checkpoint itself (nothing is sent pickled)
         snapshot = dist.main_first(lambda: load_checkpoint(out, learner.model, cfg.bs))
         dist.broadcast_module(learner.model)  # the weights rank 0 loaded
     checkpointer = None if out is None else Checkpointer(out)
+    config = config_to_dict(cfg, learner.model.config) if out is not None else None
+    if keeper is not None:
+        def keep_plan(plan: BudgetPlan) -> None:  # a resumed run follows the shortened plan
+            nonlocal cfg
+            cfg = dataclasses.replace(cfg, epochs=plan.epochs, budget=dataclasses.asdict(plan))
+            if config is not None:
+                config["training"].update(epochs=plan.epochs, budget=dataclasses.asdict(plan))
+                if dist.is_main:
+                    write_config(out, config)
+        keeper.on_change = keep_plan
     if out is not None:
-        config = config_to_dict(cfg, learner.model.config)
         if not resume:
             dist.main_only(lambda: _start_run(output, corpus, config, cfg))
         cbs.append(checkpointer)

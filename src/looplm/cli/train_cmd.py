@@ -53,7 +53,8 @@ def add_parser(sub) -> None:
                         "(default: 8; 1: any length)")
     p.add_argument("--time-budget", type=real(above=0, max=MAX_SECONDS / 60), default=None, metavar="MINUTES",
                    help="train and validate within MINUTES: a short warm-up measures the speed, then the one-cycle "
-                        "schedule is sized to fit (fractional epochs; --epochs, if given, caps it)")
+                        "schedule is sized to fit (fractional epochs; --epochs, if given, caps it), and shortened after an "
+                        "epoch if the machine has slowed down since")
     add_output_flags(p, help="run directory to write (required unless --resume)")
     p.add_argument("--resume", type=path_arg, metavar="RUNDIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no table, no progress bar")
