@@ -95,9 +95,10 @@ def state_from_flat(flat: dict[str, Any], prefix: str) -> State:
     none_text = flat.get(f"{prefix}.none")
     if none_text is None:
         return pytree.tree_unflatten([flat.get(f"{prefix}.{i}") for i in range(spec.num_leaves)], spec)
-    none = json.loads(none_text)
-    if not isinstance(none, list) or not all(type(i) is int and 0 <= i < spec.num_leaves for i in none):
+    listed = json.loads(none_text)
+    if not isinstance(listed, list) or not all(type(i) is int and 0 <= i < spec.num_leaves for i in listed):
         raise ValueError(f"{prefix}.none must list leaf positions below {spec.num_leaves}, got {none_text[:80]!r}")
+    none = set(listed)
     missing = [f"{prefix}.{i}" for i in range(spec.num_leaves) if i not in none and f"{prefix}.{i}" not in flat]
     if missing:
         raise ValueError(f"the tensor {missing[0]} of the state is missing")

@@ -148,9 +148,7 @@ def train(
     learner.check_fit(cfg.epochs, cfg.lr, cbs)
     keeper = None
     if cfg.time_budget is not None and cfg.budget is None:  # planned once; a resumed run follows the plan
-        cfg = plan_run(cfg, learner, callbacks_for(cfg), time.monotonic() - started, log)  # the last refusal
-        budget_s = cfg.time_budget * 60
-        keeper = KeepDeadline(BudgetPlan(**cfg.budget), started + budget_s - deadline_margin(budget_s), log=log)
+        cfg, keeper = plan_run(cfg, learner, callbacks_for(cfg), started, log)  # the last refusal
         cbs.append(keeper)
     snapshot = None
     if resume:  # the run's own files stay as they are; a checkpoint that does not load stops here
@@ -158,29 +156,20 @@ def train(
         snapshot = dist.main_first(lambda: load_checkpoint(out, learner.model, cfg.bs))
         dist.broadcast_module(learner.model)  # the weights rank 0 loaded
     checkpointer = None if out is None else Checkpointer(out)
-    config = config_to_dict(cfg, learner.model.config) if out is not None else None
-    if keeper is not None:
-        def keep_plan(plan: BudgetPlan) -> None:  # a resumed run follows the shortened plan
-            nonlocal cfg
-            cfg = dataclasses.replace(cfg, epochs=plan.epochs, budget=dataclasses.asdict(plan))
-            if config is not None:
-                config["training"].update(epochs=plan.epochs, budget=dataclasses.asdict(plan))
-                if dist.is_main:
-                    write_config(out, config)
-        keeper.on_change = keep_plan
     if out is not None:
         if not resume:
+            config = config_to_dict(cfg, learner.model.config)
             dist.main_only(lambda: _start_run(output, corpus, config, cfg))
+        if keeper is not None and dist.is_main:  # a resumed run follows a shortened plan
+            keeper.on_change = lambda plan: write_config(out, config_to_dict(with_plan(cfg, plan), learner.model.config))
         cbs.append(checkpointer)
     with stop_on_sigint(checkpointer) if checkpointer else nullcontext():
         learner.fit_one_cycle(cfg.epochs, cfg.lr, wd=cfg.wd, moms=cfg.moms, cbs=cbs, resume=snapshot,
                               max_updates=cfg.budget["total_updates"] if cfg.budget else None)
+    if keeper is not None:
+        cfg = with_plan(cfg, keeper.plan)
     if out is not None and dist.is_main:
-        check_weights(learner.model, cfg.epochs)  # never saved as a success
-        history = with_text_units([m.as_dict() for m in learner.history], cfg, corpus,
-                                  learner.valid_data.targets)
-        save_run(out, learner.model, corpus.vocab, config, history)
-        plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
+        _finish_run(out, learner, corpus, cfg)
     dist.close()
     return TrainResult(learner, corpus, cfg)
 
@@ -210,14 +199,29 @@ def with_text_units(history: list[dict], cfg: TrainConfig, corpus: Corpus,
     return [{**row, **per_text(row["valid_loss"], *size)} for row in history]
 
 
-def plan_run(cfg: TrainConfig, learner: Learner, cbs: Sequence[Callback], elapsed_s: float,
-             log: Callable[[str], None] | None) -> TrainConfig:
+def with_plan(cfg: TrainConfig, plan: BudgetPlan) -> TrainConfig:
+    """``cfg`` training as ``plan`` says: its ``epochs`` are the epochs started, the last perhaps cut short."""
+    return dataclasses.replace(cfg, epochs=plan.epochs, budget=dataclasses.asdict(plan))
+
+
+def plan_run(cfg: TrainConfig, learner: Learner, cbs: Sequence[Callback], started: float,
+             log: Callable[[str], None] | None) -> tuple[TrainConfig, KeepDeadline]:
     """``cfg`` with the updates that fit in its time budget (:mod:`looplm.budget`), ``cfg.epochs``
-    at most; its ``epochs`` become the epochs started, the last perhaps cut short."""
-    plan = plan_budget(learner, cfg.time_budget, cfg.lr, elapsed_s, cbs, max_epochs=cfg.epochs)
+    at most, counted from ``started`` (a ``time.monotonic()`` value); and the callback that
+    keeps the run to that deadline."""
+    budget_s = cfg.time_budget * 60
+    plan = plan_budget(learner, cfg.time_budget, cfg.lr, time.monotonic() - started, cbs, max_epochs=cfg.epochs)
     if log is not None:
         log(plan.describe())
-    return dataclasses.replace(cfg, epochs=plan.epochs, budget=dataclasses.asdict(plan))
+    return with_plan(cfg, plan), KeepDeadline(plan, started + budget_s - deadline_margin(budget_s), log=log)
+
+
+def _finish_run(out: str | Path, learner: Learner, corpus: Corpus, cfg: TrainConfig) -> None:
+    """The weights, config (with a shortened plan, if any), metrics and curves of a finished run."""
+    check_weights(learner.model, cfg.epochs)  # never saved as a success
+    history = with_text_units([m.as_dict() for m in learner.history], cfg, corpus, learner.valid_data.targets)
+    save_run(out, learner.model, corpus.vocab, config_to_dict(cfg, learner.model.config), history)
+    plot_curves(history, Path(out) / CURVES, title=f"{cfg.model} on {cfg.data}")
 
 
 def _start_run(output: Output, corpus: Corpus, config: dict[str, Any], cfg: TrainConfig) -> None:
