@@ -67,6 +67,26 @@ def test_ctrl_c_is_130_and_said_once():
     assert code == 130 and shown.count("\n") == 1
 
 
+TORCHRUN_SIGINT = """Traceback (most recent call last):
+  File "/x/torch/distributed/run.py", line 900, in <module>
+torch.distributed.elastic.multiprocessing.api.SignalException: Process 4240 got signal: 2
+"""
+
+
+@pytest.mark.parametrize("torchrun_says", [TORCHRUN_SIGINT, TORCHRUN_TAIL.format(code=-15)])
+def test_ctrl_c_the_launcher_missed_is_130_when_a_rank_says_so(torchrun_says):
+    """The SIGINT can land outside the launcher's read loop while torchrun reports only its own
+    SignalException (or the SIGTERM it sent): the ranks' line still makes the job a Ctrl-C."""
+    said = "looplm: interrupted at epoch 3, batch 2: checkpoint saved in r/checkpoint-000003; continue with: x\n"
+    code, shown = report_of(said + torchrun_says, code=1, interrupted=False)
+    assert code == 130 and shown == said
+
+
+def test_a_failure_without_any_rank_interrupted_is_not_130():
+    code, _ = report_of(TORCHRUN_SIGINT, code=1, interrupted=False)
+    assert code == 1
+
+
 def test_resume_with_an_nproc_that_does_not_split_the_runs_bs(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--model", "lstm", "--set", "n_hidden=8", "--set", "emb_sz=8", "--bs", "64", "--sl", "8",

@@ -42,11 +42,16 @@ class JobReport:
     failures: list[tuple[int | None, int]] = field(default_factory=list)  # (rank, exit code) torchrun lists
     rank: int | None = None
     last_error: str | None = None  # the last "SomethingError: ..." line (a bug's traceback)
+    # Ctrl-C reaches the launcher, torchrun and the ranks together; the launcher may miss its own
+    # KeyboardInterrupt (the signal lands outside its read loop) while torchrun reports only its
+    # SignalException, so the ranks' "interrupted" lines count as the job's Ctrl-C too.
+    ranks_interrupted: bool = False
 
     def feed(self, line: str, out=sys.stderr) -> None:
         text = line.rstrip("\n")
         if text.startswith("looplm: "):
             key = _RANK_PREFIX.sub(r"\1", text)
+            self.ranks_interrupted |= key.startswith("looplm: interrupted")
             if key not in self.shown and key != "looplm: interrupted":
                 self.shown.add(key)
                 print(text, file=out)
@@ -65,7 +70,7 @@ class JobReport:
             return 0
         codes = [c for _, c in self.failures]
         for wins in (130, 3, 2):
-            if (wins == 130 and interrupted) or wins in codes:
+            if (wins == 130 and (interrupted or self.ranks_interrupted)) or wins in codes:
                 return wins
         rank, exitcode = next(((r, c) for r, c in self.failures if c != -15), (self.failures or [(None, code)])[0])
         who = "a rank" if rank is None else f"rank {rank}"
