@@ -6,11 +6,12 @@ training loop can do: forward, loss, backward, step, detach the state. The
 learner adds callbacks, the one-cycle schedule and the progress bookkeeping.
 
     python benchmarks/train_throughput.py [--epochs 3] [--repeats 3] [--threads N]
-                                          [--chapter] [--fastai-python PATH]
+                                          [--chapter [--jobs N]] [--fastai-python PATH]
 
 Only training is timed (no validation). Each figure is the best of --repeats.
 ``--chapter`` also times the whole chapter (seven models, seed 0, the chapter's epochs,
-validation included, no run directory). ``--fastai-python PATH`` runs the chapter's fastai
+validation included, no run directory) as ``looplm reproduce chapter12`` trains it, and with
+``--jobs N`` also N runs at a time (``reproduce --jobs N``). ``--fastai-python PATH`` runs the chapter's fastai
 code (benchmarks/fastai_chapter12.py) in that interpreter, after looplm in the same run,
 on the same text and thread count, and prints both sides and their ratios.
 
@@ -38,9 +39,8 @@ from looplm.data.human_numbers import human_numbers_tokens
 from looplm.learner import Learner, default_adam, param_groups
 from looplm.losses import mean_cross_entropy
 from looplm.models import build_model
-from looplm.reproduce.chapter12 import CHAPTER_RECIPES
+from looplm.reproduce.chapter12 import CHAPTER_RECIPES, reproduce_chapter12
 from looplm.state import detach_state
-from looplm.training import train as train_run
 
 FASTAI_SCRIPT = Path(__file__).with_name("fastai_chapter12.py")
 
@@ -84,13 +84,12 @@ def learner_loop(model, train, valid, epochs: int, recipe) -> float:
     return clock() - start
 
 
-def chapter_seconds(corpus) -> tuple[float, dict[str, float]]:
-    """Wall time of the chapter's seven runs (seed 0, validation included) and their final accuracies."""
-    start, finals = clock(), {}
-    for recipe in CHAPTER_RECIPES:
-        result = train_run(recipe.config(0, "cpu"), corpus=corpus, log=None, progress=False)
-        finals[recipe.model] = result.learner.history[-1].accuracy
-    return clock() - start, finals
+def chapter_seconds(jobs: int) -> tuple[float, dict[str, float]]:
+    """Wall time of the chapter's seven runs (seed 0, validation included), ``jobs`` at a time,
+    and their final accuracies."""
+    start = clock()
+    result = reproduce_chapter12([0], device="cpu", log=lambda line: None, progress=False, jobs=jobs)
+    return clock() - start, {m.recipe.model: m.curves[0][-1] for m in result.models}
 
 
 def fastai_side(python: str, args) -> dict:
@@ -133,6 +132,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--chapter", action="store_true", help="also time the whole chapter, seed 0")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="with --chapter: also time it with this many runs at once (reproduce --jobs)")
     parser.add_argument("--fastai-python", metavar="PATH", help="an interpreter with fastai: run the peer too")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: CPU seconds (use with --threads 1)")
     args = parser.parse_args()
@@ -149,9 +150,10 @@ def main() -> None:
     for recipe in CHAPTER_RECIPES:
         n, bare_tps, ours[recipe.model] = throughput(corpus, recipe, args)
         print(f"{recipe.model:<6}{n:>13,}{bare_tps:>12,.0f}{ours[recipe.model]:>15,.0f}{bare_tps / ours[recipe.model] - 1:>10.1%}")
-    if args.chapter:
-        seconds, finals = chapter_seconds(corpus)
-        print(f"looplm chapter (7 models, seed 0): {seconds:.1f} s; final accuracy "
+    chapter = {}  # jobs -> seconds
+    for jobs in sorted({1, args.jobs}) if args.chapter else ():
+        chapter[jobs], finals = chapter_seconds(jobs)
+        print(f"looplm chapter (7 models, seed 0, {jobs} at a time): {chapter[jobs]:.1f} s; final accuracy "
               + " ".join(f"{k} {v:.3f}" for k, v in finals.items()) + f"; {load_average()}")
     if not args.fastai_python:
         return
@@ -160,10 +162,11 @@ def main() -> None:
           f"{load_average()}")
     for name, tps in peer["train_tokens_per_s"].items():
         print(f"{name}: fastai {tps:,.0f} tok/s, looplm {ours[name]:,.0f} tok/s: looplm {ours[name] / tps:.2f}x")
-    if args.chapter:
-        print(f"chapter: fastai {peer['chapter_seconds']:.1f} s, looplm {seconds:.1f} s: looplm "
-              f"{peer['chapter_seconds'] / seconds:.2f}x; fastai final accuracy "
-              + " ".join(f"{k} {v:.3f}" for k, v in peer["chapter_accuracy"].items()))
+    for jobs, seconds in chapter.items():
+        print(f"chapter, {jobs} at a time: fastai {peer['chapter_seconds']:.1f} s, looplm {seconds:.1f} s: looplm "
+              f"{peer['chapter_seconds'] / seconds:.2f}x")
+    if chapter:
+        print("fastai final accuracy " + " ".join(f"{k} {v:.3f}" for k, v in peer["chapter_accuracy"].items()))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def test_extra_writes_the_rows_beside_lmodel6(tmp_path, capsys):
     code = main(["reproduce", "chapter12", "--extra", "--only", LM6_FAMILY, "--epochs", "1", "--quiet",
                  "--out", str(out)])
     assert code == 0
-    assert "all 4 in" in capsys.readouterr().out
+    assert "all 4 runs in" in capsys.readouterr().out
     report = (out / "REPORT.md").read_text()
     for title, name in [("LModel6", "lm6"), ("LModel6 GRU", "lm6-gru"), ("LModel6 scratch GRU", "lm6-scratch-gru"),
                         ("LModel6 scratch LSTM", "lm6-scratch-lstm")]:

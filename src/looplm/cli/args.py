@@ -24,6 +24,7 @@ MAX_SIZE = 1 << 16  # units of a layer or an embedding (a model's parameters are
 MAX_LAYERS = 64
 MAX_COUNT = 10_000_000  # generated tokens, simulated games, sweep steps
 MAX_SECONDS = 1e7
+MAX_JOBS = 256  # worker processes training side by side
 
 
 def real(min: float | None = None, max: float | None = None, *, above: float | None = None,

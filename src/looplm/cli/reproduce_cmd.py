@@ -1,10 +1,10 @@
 """``looplm reproduce chapter12|borborzan [--seed S | --seeds 0,1,2] [--only NAMES] [--epochs N] [--out DIR]``.
 
-chapter12 also takes ``--extra``; borborzan takes ``--games N`` and ``--dropout torch|scratch``."""
+chapter12 also takes ``--extra`` and ``--jobs N``; borborzan takes ``--games N`` and ``--dropout torch|scratch``."""
 
 from __future__ import annotations
 
-from looplm.cli.args import MAX_COUNT, MAX_EPOCHS, SEED, count, name_list, seed_list
+from looplm.cli.args import MAX_COUNT, MAX_JOBS, MAX_EPOCHS, SEED, count, name_list, seed_list
 from looplm.cli.common import add_device_flag, add_output_flags, add_precision_flag, output
 from looplm.errors import LooplmError
 from looplm.reproduce.borborzan import reproduce_borborzan
@@ -32,6 +32,10 @@ def add_parser(sub) -> None:
                    help="borborzan: LModel7's dropout, torch (nn.Dropout's distribution, looplm's fast "
                         "mask) or scratch (the chapter's bernoulli_ one) (default: torch)")
     add_output_flags(p, help="directory for REPORT.md and its figures (default: runs/TARGET)")
+    p.add_argument("--jobs", type=count(MAX_JOBS), default=1,
+                   help="chapter12: train this many runs at once, in worker processes sharing the threads "
+                        "(default 1; 2 on a 2-core CPU: the chapter's small models gain little from a second "
+                        "thread inside a run, and a whole core from a second run beside it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_flag(p)
     add_precision_flag(p)
@@ -41,6 +45,8 @@ def add_parser(sub) -> None:
 def handle(args) -> int:
     if args.target == "borborzan" and args.extra:
         raise LooplmError("--extra is for chapter12: borborzan trains the notebook's seven models")
+    if args.target == "borborzan" and args.jobs != 1:
+        raise LooplmError("--jobs is for chapter12: borborzan trains its models one after the other")
     args.out = args.out or f"runs/{args.target}"
     out = output(args, REPORT)
     seeds = args.seeds or [args.seed]
@@ -52,7 +58,8 @@ def handle(args) -> int:
             print(f"report: {write_borborzan_report(result, path)}")
         return 0
     result = reproduce_chapter12(seeds, device=args.device, progress=not args.quiet, extra=args.extra,
-                                 only=args.only, epochs=args.epochs, precision=args.precision)
+                                 only=args.only, epochs=args.epochs, precision=args.precision,
+                                 jobs=args.jobs)
     with out.writing() as path:
         print(f"report: {write_report(result, path)}")
     return 0

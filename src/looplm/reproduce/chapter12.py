@@ -18,7 +18,7 @@ import dataclasses
 import statistics
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -26,6 +26,7 @@ from looplm.data.sources import load_corpus
 from looplm.errors import LooplmError
 from looplm.evaluate import error_analysis, predict_stream
 from looplm.models.registry import build_model, model_spec
+from looplm.reproduce.pool import run_side_by_side, threads_per_job
 from looplm.training import TrainConfig, train, with_text_units
 
 
@@ -129,16 +130,64 @@ class Chapter12Result:
     seeds: list[int]
     baseline: float
     models: list[ModelResult]
-    seconds_per_seed: dict[int, float]
+    seconds_per_seed: dict[int, float]  # the seed's runs' own training times, summed
     epochs: int | None = None  # every model trained this many epochs instead of the chapter's
     same_init: dict[tuple[str, str], bool] = field(default_factory=dict)  # TWINS trained here -> equal start?
+    jobs: int = 1  # runs trained side by side, in worker processes
+    wall_seconds: float = 0.0  # from the first run's start to the last one's end
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One training run of the reproduction: a recipe under one seed."""
+
+    recipe: ChapterRecipe
+    seed: int
+    device: str
+    precision: str
+    analyse: bool  # make the error analysis (once per model, on the first seed)
+    progress: bool = False
+
+    def cost(self) -> float:
+        """A guess at its time, to start the longest runs first: epochs, then the later (larger) models."""
+        order = [r.model for r in CHAPTER_RECIPES + EXTRA_RECIPES]
+        return self.recipe.epochs * 100 + order.index(self.recipe.model)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    curve: list[float]  # valid accuracy per epoch
+    seconds: float
+    bits_per_byte: float
+    errors: dict | None
+
+
+def train_task(task: RunTask) -> RunOutcome:
+    """Train one run on Human Numbers; what the report needs of it (small: it crosses processes)."""
+    corpus = load_corpus("human-numbers")
+    start = time.perf_counter()
+    trained = train(task.recipe.config(task.seed, task.device, task.precision), corpus=corpus, log=None,
+                    progress=task.progress)
+    seconds = time.perf_counter() - start
+    history = trained.learner.history
+    final = with_text_units([history[-1].as_dict()], trained.config, corpus, trained.learner.valid_data.targets)[0]
+    errors = None
+    if task.analyse:
+        learner = trained.learner
+        errors = error_analysis(predict_stream(learner.precision.wrap(learner.model), learner.valid_data), corpus.vocab)
+    return RunOutcome([m.accuracy for m in history], seconds, final["bits_per_byte"], errors)
 
 
 def reproduce_chapter12(
     seeds: list[int], device: str = "auto", log: Callable[[str], None] = print, progress: bool = True,
     extra: bool = False, only: list[str] | None = None, epochs: int | None = None, precision: str = "auto",
+    jobs: int = 1,
 ) -> Chapter12Result:
-    """Train each selected run once per seed; ``epochs`` cuts every run short for a quick look."""
+    """Train each selected run once per seed; ``epochs`` cuts every run short for a quick look.
+
+    ``jobs`` > 1 trains that many runs at once in worker processes that share this process's
+    threads out (:mod:`looplm.reproduce.pool`); their progress bars are not shown.
+    """
     runs = select_recipes(extra, only)
     if epochs is not None:
         runs = tuple(replace(recipe, epochs=epochs) for recipe in runs)
@@ -149,23 +198,29 @@ def reproduce_chapter12(
     trained_names = {recipe.model for recipe in runs}
     same_init = {twin: same_initial_weights(*twin, len(corpus.vocab), seeds[0])
                  for twin in TWINS if set(twin) <= trained_names}
-    seconds_per_seed: dict[int, float] = {}
-    for seed in seeds:
-        seed_start = time.perf_counter()
-        for result in results:
-            start = time.perf_counter()
-            trained = train(result.recipe.config(seed, device, precision), corpus=corpus, log=None, progress=progress)
-            result.seconds[seed] = time.perf_counter() - start
-            result.curves[seed] = [m.accuracy for m in trained.learner.history]
-            final = with_text_units([trained.learner.history[-1].as_dict()], trained.config, corpus,
-                                    trained.learner.valid_data.targets)[0]
-            result.bits_per_byte[seed] = final["bits_per_byte"]
-            if result.errors is None:
-                learner = trained.learner
-                preds = predict_stream(learner.precision.wrap(learner.model), learner.valid_data)
-                result.errors = error_analysis(preds, corpus.vocab)
-            log(f"seed {seed}  {result.recipe.title:<20} final {result.curves[seed][-1]:.4f}  "
-                f"best {max(result.curves[seed]):.4f}  {result.seconds[seed]:5.1f} s")
-        seconds_per_seed[seed] = time.perf_counter() - seed_start
-        log(f"seed {seed}: all {len(results)} in {seconds_per_seed[seed]:.1f} s")
-    return Chapter12Result(seeds, corpus.describe()["baseline_accuracy"], results, seconds_per_seed, epochs, same_init)
+    tasks = [RunTask(result.recipe, seed, device, precision, analyse=seed == seeds[0], progress=progress and jobs == 1)
+             for seed in seeds for result in results]
+    start = time.perf_counter()
+    for task, outcome in _outcomes(tasks, jobs):
+        result = results[[r.recipe for r in results].index(task.recipe)]
+        result.curves[task.seed], result.seconds[task.seed] = outcome.curve, outcome.seconds
+        result.bits_per_byte[task.seed] = outcome.bits_per_byte
+        result.errors = outcome.errors if task.analyse else result.errors
+        log(f"seed {task.seed}  {task.recipe.title:<20} final {outcome.curve[-1]:.4f}  "
+            f"best {max(outcome.curve):.4f}  {outcome.seconds:5.1f} s")
+    wall = time.perf_counter() - start
+    seconds_per_seed = {seed: sum(r.seconds[seed] for r in results) for seed in seeds}
+    side_by_side = f" ({jobs} at a time, {threads_per_job(jobs)} thread(s) each)" if jobs > 1 else ""
+    log(f"all {len(tasks)} runs in {wall:.1f} s{side_by_side}")
+    return Chapter12Result(seeds, corpus.describe()["baseline_accuracy"], results, seconds_per_seed, epochs,
+                           same_init, jobs, wall)
+
+
+def _outcomes(tasks: list[RunTask], jobs: int) -> Iterator[tuple[RunTask, RunOutcome]]:
+    """The runs' outcomes as they finish: in order in this process, or ``jobs`` at a time."""
+    if jobs == 1:
+        for task in tasks:
+            yield task, train_task(task)
+        return
+    for index, outcome in run_side_by_side(train_task, tasks, jobs, cost=RunTask.cost):
+        yield tasks[index], outcome

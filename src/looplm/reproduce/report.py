@@ -67,6 +67,9 @@ def _timing(res: Chapter12Result) -> str:
             f"(fastai, all seven on the same kind of CPU: {FASTAI_SECONDS} s per seed).") if chapter else ""
     if extra:
         text += f" Of the {len(extra)} extra runs: {per_seed(extra)}."
+    if res.jobs > 1:
+        text += (f" Those are the runs' own times; trained {res.jobs} at a time in worker processes, "
+                 f"all {len(res.models) * len(res.seeds)} runs took {res.wall_seconds:.1f} s of wall time.")
     return text.strip()
 
 
@@ -184,6 +187,8 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
         "seeds": res.seeds,
         "baseline": res.baseline,
         "seconds_per_seed": res.seconds_per_seed,
+        "jobs": res.jobs,
+        "wall_seconds": res.wall_seconds,
         "epochs": res.epochs,
         "same_init": [{"scratch": a, "builtin": b, "equal": equal} for (a, b), equal in res.same_init.items()],
         "models": {
