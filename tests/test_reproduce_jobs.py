@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from looplm.cli.main import main
+from looplm.reproduce.borborzan import reproduce_borborzan
 from looplm.reproduce.chapter12 import reproduce_chapter12
 from looplm.reproduce.pool import run_side_by_side, threads_per_job
 
@@ -33,6 +34,24 @@ def test_two_jobs_give_the_curves_of_one_process_with_one_thread():
         assert all(c[-1] > 0.25 for c in a.curves.values())  # they learned (the most frequent token: 0.15)
     assert side_by_side.jobs == 2 and 0 < side_by_side.wall_seconds
     assert side_by_side.seconds_per_seed[0] == pytest.approx(sum(m.seconds[0] for m in side_by_side.models))
+
+
+def test_the_games_two_at_a_time_give_the_losses_of_one_process_with_one_thread():
+    quiet = dict(games=3000, device="cpu", log=lambda line: None, progress=False, only=["lm1", "lm4", "lm7"],
+                 epochs=2, limit_games=4000)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        side_by_side = reproduce_borborzan([0], jobs=2, **quiet)
+        torch.set_num_threads(1)
+        in_order = reproduce_borborzan([0], jobs=1, **quiet)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r.run.model for r in side_by_side.runs] == ["lm1", "lm4", "lm7"]
+    for a, b in zip(side_by_side.runs, in_order.runs):
+        assert a.losses == b.losses and a.accuracies == b.accuracies and a.text == b.text
+    assert side_by_side.runs[1].losses[0][-1] < 0.75  # lm4 learned the game (a uniform guess: ~2.5 nats)
+    assert side_by_side.limits == in_order.limits
 
 
 def test_outcomes_come_back_with_their_task_and_the_longest_start_first():
@@ -78,7 +97,7 @@ def live_processes_in_group(pgid: int) -> list[int]:
 
 @pytest.mark.parametrize("argv, message", [
     (["chapter12", "--jobs", "0"], "--jobs"),
-    (["borborzan", "--jobs", "2"], "--jobs is for chapter12"),
+    (["borborzan", "--jobs", "-1"], "--jobs"),
 ])
 def test_bad_jobs_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     code = main(["reproduce", *argv, "--out", str(tmp_path / "r")])

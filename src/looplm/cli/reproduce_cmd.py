@@ -1,6 +1,6 @@
 """``looplm reproduce chapter12|borborzan [--seed S | --seeds 0,1,2] [--only NAMES] [--epochs N] [--out DIR]``.
 
-chapter12 also takes ``--extra`` and ``--jobs N``; borborzan takes ``--games N`` and ``--dropout torch|scratch``."""
+Both take ``--jobs N``; chapter12 also takes ``--extra``; borborzan takes ``--games N`` and ``--dropout torch|scratch``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
                         "mask) or scratch (the chapter's bernoulli_ one) (default: torch)")
     add_output_flags(p, help="directory for REPORT.md and its figures (default: runs/TARGET)")
     p.add_argument("--jobs", type=count(MAX_JOBS), default=1,
-                   help="chapter12: train this many runs at once, in worker processes sharing the threads "
+                   help="train this many runs at once, in worker processes sharing the threads "
                         "(default 1; 2 on a 2-core CPU: the chapter's small models gain little from a second "
                         "thread inside a run, and a whole core from a second run beside it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -45,15 +45,13 @@ def add_parser(sub) -> None:
 def handle(args) -> int:
     if args.target == "borborzan" and args.extra:
         raise LooplmError("--extra is for chapter12: borborzan trains the notebook's seven models")
-    if args.target == "borborzan" and args.jobs != 1:
-        raise LooplmError("--jobs is for chapter12: borborzan trains its models one after the other")
     args.out = args.out or f"runs/{args.target}"
     out = output(args, REPORT)
     seeds = args.seeds or [args.seed]
     if args.target == "borborzan":
         result = reproduce_borborzan(seeds, games=args.games, device=args.device, progress=not args.quiet,
                                      only=args.only, epochs=args.epochs, dropout=args.dropout,
-                                     limit_games=args.limit_games, precision=args.precision)
+                                     limit_games=args.limit_games, precision=args.precision, jobs=args.jobs)
         with out.writing() as path:
             print(f"report: {write_borborzan_report(result, path)}")
         return 0

@@ -27,6 +27,7 @@ fastai's default wd 0.01 elsewhere. The games are fixed (data seed 0); ``seeds``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ from looplm.errors import LooplmError
 from looplm.games.optimum import stream_truth
 from looplm.games.view import ViewLimit, scored_view, view_limit
 from looplm.models.registry import model_spec
+from looplm.reproduce.pool import run_tasks
 from looplm.reproduce.report import environment_line
 from looplm.training import TrainConfig, TrainResult, scored_valid_text, train
 
@@ -162,30 +164,67 @@ def select_runs(only: list[str] | None, epochs: int | None, dropout: str) -> tup
     return tuple(replace(run, dropout=dropout) if run.model == "lm7" else run for run in runs)
 
 
+@dataclass(frozen=True)
+class NotebookTask:
+    """One training run of the reproduction: a notebook model under one seed."""
+
+    run: NotebookRun
+    seed: int
+    device: str
+    games: int
+    precision: str
+    progress: bool = False
+
+    def cost(self) -> float:
+        """A guess at its time, to start the longest runs first: epochs, then the later (larger) models."""
+        return self.run.epochs * 100 + [r.model for r in NOTEBOOK_RUNS].index(self.run.model)
+
+
+@dataclass(frozen=True)
+class NotebookOutcome:
+    losses: list[float]  # valid loss per epoch
+    accuracies: list[float]
+    seconds: float
+    text: dict[str, int]
+
+
+@functools.cache
+def _games(games: int) -> NotebookCorpus:
+    return notebook_corpus(games)  # once per process: the parent and each worker simulate the same games
+
+
+def train_notebook_task(task: NotebookTask) -> NotebookOutcome:
+    """Train one run on the notebook's games; what the report needs of it (it crosses processes)."""
+    corpus, cfg = _games(task.games), task.run.config(task.seed, task.device, task.games, task.precision)
+    start = time.perf_counter()
+    trained = train(cfg, corpus=corpus, log=None, progress=task.progress)
+    seconds = time.perf_counter() - start
+    history = trained.learner.history
+    return NotebookOutcome([m.valid_loss for m in history], [m.accuracy for m in history], seconds,
+                           scored_text(trained, cfg, corpus))
+
+
 def reproduce_borborzan(
     seeds: list[int], games: int = 100_000, device: str = "auto", log: Callable[[str], None] = print,
     progress: bool = True, only: list[str] | None = None, epochs: int | None = None,
-    dropout: str = "torch", limit_games: int = 400_000, precision: str = "auto",
+    dropout: str = "torch", limit_games: int = 400_000, precision: str = "auto", jobs: int = 1,
 ) -> BorborzanResult:
-    """Train each selected notebook model once per seed; compute the two limits of each."""
+    """Train each selected notebook model once per seed (``jobs`` at a time, see
+    :mod:`looplm.reproduce.pool`); compute the two limits of each."""
     runs = select_runs(only, epochs, dropout)
     for run in runs:
         run.config(seeds[0], device, games, precision).validate()  # fail before training, not after
-    corpus = notebook_corpus(games)
-    results = [RunResult(run) for run in runs]
-    for seed in seeds:
-        for result in results:
-            cfg = result.run.config(seed, device, games, precision)
-            start = time.perf_counter()
-            trained = train(cfg, corpus=corpus, log=None, progress=progress)
-            result.seconds[seed] = time.perf_counter() - start
-            result.losses[seed] = [m.valid_loss for m in trained.learner.history]
-            result.accuracies[seed] = [m.accuracy for m in trained.learner.history]
-            result.text = scored_text(trained, cfg, corpus)
-            log(f"seed {seed}  {result.run.title:<10} valid loss {result.losses[seed][-1]:.4f}  "
-                f"accuracy {result.accuracies[seed][-1]:.4f}  {result.seconds[seed]:6.1f} s")
+    corpus = _games(games)
+    results = {run.model: RunResult(run) for run in runs}
+    tasks = [NotebookTask(run, seed, device, games, precision, progress and jobs == 1) for seed in seeds for run in runs]
+    for task, outcome in run_tasks(train_notebook_task, tasks, jobs, cost=NotebookTask.cost):
+        result = results[task.run.model]
+        result.losses[task.seed], result.accuracies[task.seed] = outcome.losses, outcome.accuracies
+        result.seconds[task.seed], result.text = outcome.seconds, outcome.text
+        log(f"seed {task.seed}  {task.run.title:<10} valid loss {outcome.losses[-1]:.4f}  "
+            f"accuracy {outcome.accuracies[-1]:.4f}  {outcome.seconds:6.1f} s")
     limits, entropies = limits_of(corpus.valid_tokens.numpy(), runs, limit_games)
-    return BorborzanResult(seeds, games, results, limits, entropies, epochs, environment_line(seeds))
+    return BorborzanResult(seeds, games, list(results.values()), limits, entropies, epochs, environment_line(seeds))
 
 
 def scored_text(trained: TrainResult, cfg: TrainConfig, corpus: Corpus) -> dict[str, int]:

@@ -18,7 +18,7 @@ import dataclasses
 import statistics
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -26,7 +26,7 @@ from looplm.data.sources import load_corpus
 from looplm.errors import LooplmError
 from looplm.evaluate import error_analysis, predict_stream
 from looplm.models.registry import build_model, model_spec
-from looplm.reproduce.pool import run_side_by_side, threads_per_job
+from looplm.reproduce.pool import run_tasks, threads_per_job
 from looplm.training import TrainConfig, train, with_text_units
 
 
@@ -201,7 +201,7 @@ def reproduce_chapter12(
     tasks = [RunTask(result.recipe, seed, device, precision, analyse=seed == seeds[0], progress=progress and jobs == 1)
              for seed in seeds for result in results]
     start = time.perf_counter()
-    for task, outcome in _outcomes(tasks, jobs):
+    for task, outcome in run_tasks(train_task, tasks, jobs, cost=RunTask.cost):
         result = results[[r.recipe for r in results].index(task.recipe)]
         result.curves[task.seed], result.seconds[task.seed] = outcome.curve, outcome.seconds
         result.bits_per_byte[task.seed] = outcome.bits_per_byte
@@ -215,12 +215,3 @@ def reproduce_chapter12(
     return Chapter12Result(seeds, corpus.describe()["baseline_accuracy"], results, seconds_per_seed, epochs,
                            same_init, jobs, wall)
 
-
-def _outcomes(tasks: list[RunTask], jobs: int) -> Iterator[tuple[RunTask, RunOutcome]]:
-    """The runs' outcomes as they finish: in order in this process, or ``jobs`` at a time."""
-    if jobs == 1:
-        for task in tasks:
-            yield task, train_task(task)
-        return
-    for index, outcome in run_side_by_side(train_task, tasks, jobs, cost=RunTask.cost):
-        yield tasks[index], outcome

@@ -44,6 +44,18 @@ def _call(job: tuple[Callable, int, object]) -> tuple[int, object]:
     return index, fn(task)
 
 
+def run_tasks(fn: Callable[[Task], Outcome], tasks: Sequence[Task], jobs: int,
+              cost: Callable[[Task], float]) -> Iterator[tuple[Task, Outcome]]:
+    """Yield ``(task, fn(task))`` for every task: in order in this process when ``jobs`` is 1
+    (progress bars can show), else as they finish in ``jobs`` workers (:func:`run_side_by_side`)."""
+    if jobs == 1:
+        for task in tasks:
+            yield task, fn(task)
+        return
+    for index, outcome in run_side_by_side(fn, tasks, jobs, cost):
+        yield tasks[index], outcome
+
+
 def run_side_by_side(fn: Callable[[Task], Outcome], tasks: Sequence[Task], jobs: int,
                      cost: Callable[[Task], float]) -> Iterator[tuple[int, Outcome]]:
     """Yield ``(index into tasks, fn(task))`` as the runs finish, ``jobs`` at a time.
