@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from looplm.cli.main import main
+from looplm.errors import LooplmError
 from looplm.reproduce.borborzan import reproduce_borborzan
 from looplm.reproduce.chapter12 import reproduce_chapter12
 from looplm.reproduce.pool import run_side_by_side, threads_per_job
@@ -67,6 +68,18 @@ def test_an_error_in_a_run_is_raised_in_the_parent():
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+def sqrt_or_die(x: float) -> float:
+    """A run whose worker is killed (as the kernel's OOM killer would) when x is negative."""
+    if x < 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return math.sqrt(x)
+
+
+def test_a_worker_that_dies_is_one_clear_error_not_a_hang():
+    with pytest.raises(LooplmError, match="a worker process of --jobs 2 died"):
+        list(run_side_by_side(sqrt_or_die, [4.0, -1.0, 9.0, 16.0], jobs=2, cost=lambda x: 0))
+
+
 def test_ctrl_c_stops_the_workers_with_one_line_130_and_no_report(tmp_path):
     out = tmp_path / "ch12"
     proc = subprocess.Popen([sys.executable, "-m", "looplm", "reproduce", "chapter12", "--jobs", "2", "--quiet",

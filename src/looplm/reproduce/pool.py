@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
+
+from looplm.errors import LooplmError
 
 Task = TypeVar("Task")
 Outcome = TypeVar("Outcome")
@@ -37,11 +41,6 @@ def threads_per_job(jobs: int, threads: int | None = None) -> int:
 def _start_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool on Ctrl-C
     torch.set_num_threads(threads)
-
-
-def _call(job: tuple[Callable, int, object]) -> tuple[int, object]:
-    fn, index, task = job
-    return index, fn(task)
 
 
 def run_tasks(fn: Callable[[Task], Outcome], tasks: Sequence[Task], jobs: int,
@@ -61,15 +60,32 @@ def run_side_by_side(fn: Callable[[Task], Outcome], tasks: Sequence[Task], jobs:
     """Yield ``(index into tasks, fn(task))`` as the runs finish, ``jobs`` at a time.
 
     ``fn`` must be a module-level function (it is pickled to the workers), ``cost`` an estimate
-    of a task's time: the costliest start first. An exception in a run is raised here, after
-    the pool is stopped.
+    of a task's time: the costliest start first. An exception in a run is raised here, and a
+    worker that dies (killed, out of memory) is reported in one line; either way the other
+    workers are stopped first.
     """
     order = sorted(range(len(tasks)), key=lambda i: -cost(tasks[i]))
-    context = multiprocessing.get_context("spawn")
-    pool = context.Pool(min(jobs, len(tasks)), initializer=_start_worker, initargs=(threads_per_job(jobs),))
+    pool = ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(threads_per_job(jobs),))
+    finished = False
     try:
-        yield from pool.imap_unordered(_call, [(fn, i, tasks[i]) for i in order], chunksize=1)
-        pool.close()
+        futures = {pool.submit(fn, tasks[i]): i for i in order}  # workers take them in this order
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+        finished = True
+    except BrokenProcessPool:
+        raise LooplmError(f"a worker process of --jobs {jobs} died before its run ended (killed, or out of "
+                          "memory?): run again, with fewer --jobs if memory is short") from None
     finally:
-        pool.terminate()  # a no-op after close() once every run has finished; stops them otherwise
-        pool.join()
+        if not finished:
+            _stop(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers now, mid-run (Ctrl-C, an error): a plain shutdown would wait for their runs."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    for process in list((pool._processes or {}).values()):  # no public way before 3.14
+        process.terminate()
