@@ -33,7 +33,7 @@ import shutil
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -56,6 +56,7 @@ from looplm.state import State, state_from_flat, state_from_named, state_leaves,
 CHECKPOINT = "checkpoint"  # checkpoints are CHECKPOINT-<number>; a bare CHECKPOINT/ is read too (older runs)
 _NUMBERED = re.compile(rf"{CHECKPOINT}-(\d+)")
 WRITE_STEPS = 7
+STRATEGY = "strategy"  # trainer.safetensors' prefix for the strategy's walk (TBPTT's stream)
 
 
 def _fault_from_env() -> Callable[[int], None] | None:
@@ -111,11 +112,15 @@ def _trainer_files(snap: TrainerSnapshot) -> tuple[dict[str, Tensor], dict]:
             tensors[f"opt.{pid}.{name}"] = value if isinstance(value, Tensor) else torch.tensor(value)
     tensors["rng"] = snap.rng
     tensors.update({f"rng.{rank}": rng for rank, rng in enumerate(snap.rank_rngs)})  # data parallel
+    # the strategy's walk (TBPTT's stream): its tensors beside the others, its numbers and texts in JSON
+    tensors.update({f"{STRATEGY}.{k}": v for k, v in snap.strategy.items() if isinstance(v, Tensor)})
+    walk_ints = {k: v for k, v in snap.strategy.items() if isinstance(v, int)}
+    walk_texts = {k: v for k, v in snap.strategy.items() if isinstance(v, str)}
     meta = {
         "epoch": snap.epoch, "batch": snap.batch, "train_iter": snap.train_iter, "history": snap.history,
         "loss_sum": snap.loss_sum, "state_spec": state_spec, "state_none": state_none, "param_groups": opt["param_groups"],
         "opt_slots": {str(pid): sorted(slots) for pid, slots in opt["state"].items()},
-        "rank_rngs": len(snap.rank_rngs),
+        "rank_rngs": len(snap.rank_rngs), "strategy_ints": walk_ints, "strategy_texts": walk_texts,
     }
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
 
@@ -169,6 +174,9 @@ class TrainerMeta:
     state_spec: str | None = None  # the carried state's structure (torch pytree spec, JSON text)
     state_none: list[int] | None = None  # its None leaves' positions (None: written before they were kept)
     state: str | None = None  # looplm 0.1: "none", "tensor" or "tuple:n"
+    # the strategy's walk (TBPTT's stream) less its tensors: its numbers, and its texts (state structures)
+    strategy_ints: dict[str, int] = field(default_factory=dict)
+    strategy_texts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if min(self.epoch, self.batch, self.train_iter, self.rank_rngs) < 0:
@@ -247,6 +255,8 @@ def load_checkpoint(run_dir: str | Path, model: nn.Module, bs: int | None = None
         epoch=meta.epoch, batch=meta.batch, train_iter=meta.train_iter, history=[m.as_dict() for m in meta.history],
         loss_sum=meta.loss_sum, state=_state(meta, tensors), optimizer=optimizer,
         rng=tensors["rng"], rank_rngs=tuple(tensors[f"rng.{r}"] for r in range(meta.rank_rngs)),
+        strategy={**meta.strategy_ints, **meta.strategy_texts, **{k[len(STRATEGY) + 1:]: v for k, v in tensors.items()
+                                      if k.startswith(f"{STRATEGY}.")}},
     )
 
 
@@ -269,11 +279,11 @@ class Checkpointer(Callback):
     def after_batch(self, learn: Learner) -> None:
         if not learn.dist.should_stop(self.stop_requested, learn.train_iter):
             return
-        if learn.strategy.resumable_mid_epoch:
+        if learn.strategy.resumable_mid_epoch(learn.dist.world_size):
             path = self._save(learn)
             raise TrainingInterrupted(path, learn.epoch, learn.batch)
-        # a strategy that walks the whole stream at once restarts its epoch: keep the
-        # checkpoint of the last finished epoch
+        # a walk this job cannot save (TBPTT's stream, whose state each rank holds for its own
+        # rows) restarts its epoch: keep the checkpoint of the last finished epoch
         path = latest_checkpoint(self.run_dir)
         if not learn.dist.is_main:
             raise KeyboardInterrupt

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
 import torch
@@ -69,6 +69,7 @@ class TrainerSnapshot:
     optimizer: dict
     rng: Tensor
     rank_rngs: tuple[Tensor, ...] = ()  # data parallel: every rank's RNG (rng is rank 0's)
+    strategy: dict = field(default_factory=dict)  # where the strategy's walk is (TBPTT's stream), if it keeps one
 
 
 TABLE_HEADER = f"{'epoch':<7}{'train_loss':<12}{'valid_loss':<12}{'accuracy':<10}{'perplexity':<12}time"
@@ -329,6 +330,7 @@ class Learner:
             epoch=self.epoch, batch=self.batch, train_iter=self.train_iter,
             history=[m.as_dict() for m in self.history], loss_sum=loss_sum.item(),
             state=state, optimizer=self.opt.state_dict(), rng=torch.get_rng_state(), rank_rngs=rngs,
+            strategy=self.strategy.state_dict(),
         )
 
     def _restore(self, snap: TrainerSnapshot) -> None:
@@ -343,6 +345,8 @@ class Learner:
             raise LooplmError(f"the checkpoint's optimiser state does not fit this model ({err}): "
                               "resume is not possible, retrain") from None
         torch.set_rng_state(rng)
+        self.strategy.restore(self, {k: v.to(self.device) if isinstance(v, Tensor) else v
+                                     for k, v in snap.strategy.items()})
 
     @torch.no_grad()
     def validate(self, data: StreamBatches | None = None) -> tuple[float, float]:

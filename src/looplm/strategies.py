@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from looplm.data.batching import StreamBatches
 from looplm.errors import LooplmError
 from looplm.state import State
-from looplm.tbptt import Schedule, burn_in, overlapping_chunks, truncated_bptt
+from looplm.tbptt import Schedule, TBPTTStream, burn_in, overlapping_chunks
+from looplm.tbptt.common import TBPTTStep
 
 
 class Trainee(Protocol):
@@ -52,15 +53,31 @@ class Trainee(Protocol):
 
 class Strategy:
     """``updates(learn, data, start)`` yields the mean loss of every update from
-    update ``start`` of the epoch on; ``n_updates(data, epoch)`` counts them."""
+    update ``start`` of the epoch on; ``n_updates(data, epoch)`` counts them.
 
-    resumable_mid_epoch = True  # can an epoch restart at any update index?
+    A strategy whose walk through the epoch holds more than the update index (TBPTT's
+    windows reach back before it) gives that as ``state_dict()`` for a checkpoint taken
+    between two updates, and takes it back with ``restore`` before the epoch resumes."""
+
+    def resumable_mid_epoch(self, world_size: int) -> bool:
+        """Can an epoch of a job of ``world_size`` processes resume at any update index?"""
+        return True
 
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         raise NotImplementedError
 
     def updates(self, learn: Trainee, data: StreamBatches, start: int) -> Iterator[Tensor]:
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Tensor | int | str]:
+        """Where the epoch's walk is, beyond the update index (empty: nothing more)."""
+        return {}
+
+    def restore(self, learn: Trainee, sd: dict[str, Tensor | int | str]) -> None:
+        """Continue from :meth:`state_dict`'s output (checked here, before training resumes)."""
+        if sd:
+            raise LooplmError(f"the checkpoint holds a walk state ({', '.join(sorted(sd)[:3])}, ...) that "
+                              f"{type(self).__name__} does not keep: it was written by another training strategy")
 
 
 class Chunks(Strategy):
@@ -115,19 +132,15 @@ class VariableChunks(Strategy):
 
 
 class _StreamStrategy(Strategy):
-    """Strategies from :mod:`looplm.tbptt` that walk the whole row stream at once."""
+    """Strategies from :mod:`looplm.tbptt` that walk the whole row stream."""
 
-    resumable_mid_epoch = False
-
-    def _generator(self, learn: Trainee, data: StreamBatches):
+    def _generator(self, learn: Trainee, data: StreamBatches, start: int):
         raise NotImplementedError
 
     def updates(self, learn: Trainee, data: StreamBatches, start: int) -> Iterator[Tensor]:
         if data.layout != "every":
             raise LooplmError("TBPTT strategies need a model with a prediction at every step")
-        if start:
-            raise LooplmError("this strategy cannot resume in the middle of an epoch")
-        steps = self._generator(learn, data)
+        steps = self._generator(learn, data, start)
         while True:
             learn.begin_update()
             step = next(steps, None)
@@ -139,19 +152,61 @@ class _StreamStrategy(Strategy):
 
 @dataclass
 class TBPTT(_StreamStrategy):
-    """TBPTT(k1, k2) (see :func:`looplm.tbptt.truncated_bptt`)."""
+    """TBPTT(k1, k2) (see :func:`looplm.tbptt.truncated_bptt`), fed to a
+    :class:`looplm.tbptt.TBPTTStream` k1 steps at a time, so that between two updates the
+    stream holds at most k1 + k2 steps and its state dict is small enough for a checkpoint.
+
+    Resuming mid-epoch restores the stream (the states at the next windows' starts and their
+    inputs): ``recompute`` then continues exactly as if never stopped; ``stored`` re-runs the
+    first window it needs with the current weights, where the uninterrupted run reused the
+    graph built with earlier weights, so it differs by that one window's staleness (and, with
+    dropout, by the masks the re-run draws)."""
 
     k1: int
     k2: int
     mode: str = "stored"
 
+    def __post_init__(self) -> None:
+        self._stream: TBPTTStream | None = None  # this epoch's, while it runs
+        self._resumed: TBPTTStream | None = None  # restored from a checkpoint, for the next epoch start
+
+    def resumable_mid_epoch(self, world_size: int) -> bool:
+        return world_size == 1  # the stream's state holds this process's rows only
+
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         return Schedule(data.inputs.shape[1], self.k1, self.k2).n_updates
 
-    def _generator(self, learn: Trainee, data: StreamBatches):
+    def _new_stream(self, learn: Trainee) -> TBPTTStream:
         forward, loss_fn = learn.stream_hooks()
-        return truncated_bptt(learn.model, data.inputs, data.targets, self.k1, self.k2, state=None,
-                              loss_fn=loss_fn, mode=self.mode, forward=forward)
+        return TBPTTStream(learn.model, self.k1, self.k2, loss_fn, self.mode, forward=forward)
+
+    def _generator(self, learn: Trainee, data: StreamBatches, start: int):
+        stream, self._resumed = (self._resumed, None) if start else (self._new_stream(learn), None)
+        if stream is None or stream.position != Schedule(data.inputs.shape[1], self.k1, self.k2).stride(start)[0]:
+            raise LooplmError(f"cannot resume TBPTT at update {start}: the checkpoint's stream is not there "
+                              "(a checkpoint of another run or setting); resume is not possible, retrain")
+        self._stream = stream
+        return self._walk(stream, data)
+
+    def _walk(self, stream: TBPTTStream, data: StreamBatches) -> Iterator[TBPTTStep]:
+        for b in range(stream.position, data.inputs.shape[1], self.k1):
+            yield from stream.feed(data.inputs[:, b : b + self.k1], data.targets[:, b : b + self.k1])
+        yield from stream.flush()
+        self._stream = None
+
+    def state_dict(self) -> dict[str, Tensor | int | str]:
+        return {} if self._stream is None else self._stream.state_dict()
+
+    def restore(self, learn: Trainee, sd: dict[str, Tensor | int | str]) -> None:
+        if not sd:
+            return
+        stream = self._new_stream(learn)
+        try:
+            stream.load_state_dict(sd)
+        except (LooplmError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+            raise LooplmError(f"the checkpoint's TBPTT stream is damaged ({type(err).__name__}: {err}); "
+                              "resume is not possible, retrain") from None
+        self._resumed = stream
 
 
 @dataclass
@@ -167,9 +222,10 @@ class Windows(_StreamStrategy):
         shared = self.burn or self.overlap
         return len(range(0, max(data.inputs.shape[1] - shared, 1), self.k - shared))
 
-    def _generator(self, learn: Trainee, data: StreamBatches):
-        forward, loss_fn = learn.stream_hooks()
+    def _generator(self, learn: Trainee, data: StreamBatches, start: int):
+        forward, loss_fn = learn.stream_hooks()  # windows start from fresh states: skipping ``start`` is exact
         if self.burn:
-            return burn_in(learn.model, data.inputs, data.targets, self.k, self.burn, loss_fn, forward=forward)
+            return burn_in(learn.model, data.inputs, data.targets, self.k, self.burn, loss_fn, forward=forward,
+                           first=start)
         return overlapping_chunks(learn.model, data.inputs, data.targets, self.k, self.overlap, loss_fn,
-                                  forward=forward)
+                                  forward=forward, first=start)

@@ -50,20 +50,24 @@ def overlapping_chunks(
     loss_fn: LossFn | None = None,
     *,
     forward: Forward | None = None,
+    first: int = 0,
 ) -> Iterator[TBPTTStep]:
     """One update per window of k steps from a fresh state; windows start k - overlap apart.
 
     inputs, targets: (bs, T). Each update's gradient and reported loss are the mean
     loss over its whole window (bs x window length positions); the yielded state is
     the window's final state. ``forward`` and ``loss_fn`` as in :func:`truncated_bptt`.
+    ``first`` skips the windows before it (no window depends on another: a resumed epoch
+    continues exactly).
     """
     check_count("k", k)
     check_count("overlap", overlap, minimum=0)
+    check_count("first", first, minimum=0)
     if overlap >= k:
         raise LooplmError(f"overlap must be smaller than the window k={k}, got overlap={overlap}")
     check_stream(inputs, targets)
     return _windows(model if forward is None else forward, loss_fn or summed_cross_entropy,
-                    inputs, targets, k, overlap, trained_from=0)
+                    inputs, targets, k, overlap, trained_from=0, first=first)
 
 
 def burn_in(
@@ -75,31 +79,34 @@ def burn_in(
     loss_fn: LossFn | None = None,
     *,
     forward: Forward | None = None,
+    first: int = 0,
 ) -> Iterator[TBPTTStep]:
     """One update per window of k steps from a fresh state: ``burn`` steps without
     gradient build the state, the remaining k - burn are trained. Windows start
     k - burn apart, so trained spans tile the stream after its first ``burn`` steps.
 
     inputs, targets: (bs, T) with T > burn. Gradient and reported loss are the mean
-    over the trained positions. ``forward`` and ``loss_fn`` as in :func:`truncated_bptt`.
+    over the trained positions. ``forward``, ``loss_fn`` and ``first`` as in
+    :func:`overlapping_chunks`.
     """
     check_count("k", k)
     check_count("burn", burn, minimum=0)
+    check_count("first", first, minimum=0)
     if burn >= k:
         raise LooplmError(f"a burn-in of {burn} steps leaves nothing to train in windows of k={k}")
     _, T = check_stream(inputs, targets)
     if T <= burn:
         raise LooplmError(f"a burn-in of {burn} steps leaves nothing to train in a stream of {T} steps")
     return _windows(model if forward is None else forward, loss_fn or summed_cross_entropy,
-                    inputs, targets, k, burn, trained_from=burn)
+                    inputs, targets, k, burn, trained_from=burn, first=first)
 
 
 def _windows(forward: Forward, loss_fn: LossFn, inputs: Tensor, targets: Tensor, k: int,
-             overlap: int, trained_from: int) -> Iterator[TBPTTStep]:
-    """Windows [b, min(b + k, T)) for b = 0, k - overlap, ... until one reaches T; the
-    first ``trained_from`` steps of each run without gradient and loss."""
+             overlap: int, trained_from: int, first: int) -> Iterator[TBPTTStep]:
+    """Windows [b, min(b + k, T)) for b = 0, k - overlap, ... until one reaches T, from window
+    ``first`` on; the first ``trained_from`` steps of each run without gradient and loss."""
     bs, T = inputs.shape[:2]
-    for b in range(0, max(T - overlap, 1), k - overlap):
+    for b in range(first * (k - overlap), max(T - overlap, 1), k - overlap):
         e, m = min(b + k, T), b + trained_from
         state = None
         if m > b:

@@ -161,6 +161,11 @@ class TBPTTStream:
         return self._pending[1]
 
     @property
+    def position(self) -> int:
+        """Steps fed since the stream began (or since the last flush or reset)."""
+        return self._pos
+
+    @property
     def kept(self) -> tuple[int, int]:
         """(steps of inputs, steps of graph) the stream holds now: at most k1 + k2 plus the
         newest piece, and k2 - 1 between updates, however long the stream."""
@@ -323,11 +328,21 @@ class TBPTTStream:
         if saved != (self.k1, self.k2, self.time_dim):
             raise LooplmError(f"this stream has (k1, k2, time_dim) = {(self.k1, self.k2, self.time_dim)}, "
                               f"the saved one {saved}: build the stream with the saved settings")
+        pos, done, start = int(sd["pos"]), int(sd["done"]), int(sd["history.start"])
+        anchors = {p: state_from_flat(sd, f"anchor.{p}") for p in map(int, sd["anchors"].tolist())}
+        x, y = sd.get("history.inputs"), sd.get("history.targets")
+        held = 0 if x is None else x.shape[self.time_dim]
+        if not (0 <= start <= done <= pos and anchors and start <= min(anchors) and max(anchors) <= pos):
+            raise LooplmError(f"the saved stream is inconsistent: history from {start}, updates done to {done}, "
+                              f"fed to {pos}, anchors at {sorted(anchors)[:8]}")
+        if held != pos - start or (x is None) != (y is None) or (x is not None and (
+                x.dim() <= self.time_dim or y.dim() <= self.time_dim or x.shape[:self.time_dim + 1] != y.shape[:self.time_dim + 1])):
+            raise LooplmError(f"the saved stream's inputs and targets do not hold its steps {start} to {pos}")
         self._begin(state_from_flat(sd, "end_state"))
-        self._pos, self._done = int(sd["pos"]), int(sd["done"])
-        self._history = _History(self.time_dim, int(sd["history.start"]))
-        if "history.inputs" in sd:
-            self._history.append(sd["history.inputs"], sd["history.targets"])
-            self._bs = sd["history.inputs"].shape[0]
-            self._layout = (_layout(sd["history.inputs"], self.time_dim), _layout(sd["history.targets"], self.time_dim))
-        self._anchors = {p: state_from_flat(sd, f"anchor.{p}") for p in map(int, sd["anchors"].tolist())}
+        self._pos, self._done = pos, done
+        self._history = _History(self.time_dim, start)
+        if x is not None:
+            self._history.append(x, y)
+            self._bs = x.shape[0]
+            self._layout = (_layout(x, self.time_dim), _layout(y, self.time_dim))
+        self._anchors = anchors
