@@ -63,6 +63,41 @@ def fmt(mem: dict[str, float]) -> str:
     return f"peak {mem['peak']:,.0f} MiB (now {mem['now']:,.0f}: file {mem['file']:,.0f}, anon {mem['anon']:,.0f})"
 
 
+def time_training(corpus, bs: int, sl: int, batches: int):
+    """Train a 1x128 LSTM for ``batches`` batches read from the memmap; the train batches."""
+    from looplm.callbacks import Callback, CancelFit
+    from looplm.learner import Learner
+    from looplm.models import build_model
+
+    class StopAfter(Callback):
+        def after_batch(self, learn) -> None:
+            if learn.train_iter >= batches:
+                raise CancelFit
+
+    train, valid = corpus.batches(bs, sl, "every")
+    model = build_model("lstm", len(corpus.vocab), emb_sz=16, n_hidden=128, n_layers=1, p=0.0)
+    learn = Learner(model, train, valid, log=None, progress=False)
+    t = time.perf_counter()
+    learn.fit_one_cycle(1, 3e-3, cbs=[StopAfter()])
+    seconds = time.perf_counter() - t
+    n = batches * bs * sl
+    print(f"train:     lstm 1x128, {batches} batches of {bs}x{sl} ({n:,} tokens) in {seconds:.1f} s: "
+          f"{n / seconds:,.0f} tokens/s")
+    print(f"memory:    {fmt(rss())}")
+    return train
+
+
+def time_reading(train, bs: int, sl: int) -> None:
+    """Read every train batch (every page of the memmap) as int64."""
+    t = time.perf_counter()
+    total = 0
+    for x, y in train:
+        total += int(y[:, -1].sum())
+    seconds = time.perf_counter() - t
+    print(f"read all:  {len(train):,} train batches as int64 in {seconds:.1f} s "
+          f"({len(train) * bs * sl / seconds / 1e6:.1f} M tokens/s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=100_000_000)
@@ -76,10 +111,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="looplm-memmap-"))
     os.environ["LOOPLM_CACHE"] = str(work / "cache")
-    from looplm.callbacks import Callback, CancelFit
-    from looplm.data.text import load_text_corpus
-    from looplm.learner import Learner
-    from looplm.models import build_model
+    from looplm.data.text import load_text_corpus  # after LOOPLM_CACHE is set
 
     try:
         t = time.perf_counter()
@@ -96,28 +128,8 @@ def main() -> None:
               f"{corpus.tokens.dtype}, vocab {len(corpus.vocab)}")
         print(f"memory:    {fmt(rss())}")
 
-        class StopAfter(Callback):
-            def after_batch(self, learn) -> None:
-                if learn.train_iter >= args.batches:
-                    raise CancelFit
-
-        train, valid = corpus.batches(args.bs, args.sl, "every")
-        model = build_model("lstm", len(corpus.vocab), emb_sz=16, n_hidden=128, n_layers=1, p=0.0)
-        learn = Learner(model, train, valid, log=None, progress=False)
-        t = time.perf_counter()
-        learn.fit_one_cycle(1, 3e-3, cbs=[StopAfter()])
-        seconds = time.perf_counter() - t
-        n = args.batches * args.bs * args.sl
-        print(f"train:     lstm 1x128, {args.batches} batches of {args.bs}x{args.sl} ({n:,} tokens) in {seconds:.1f} s: "
-              f"{n / seconds:,.0f} tokens/s")
-        print(f"memory:    {fmt(rss())}")
-        t = time.perf_counter()
-        total = 0
-        for x, y in train:  # every page of the train memmap
-            total += int(y[:, -1].sum())
-        seconds = time.perf_counter() - t
-        print(f"read all:  {len(train):,} train batches as int64 in {seconds:.1f} s "
-              f"({len(train) * args.bs * args.sl / seconds / 1e6:.1f} M tokens/s)")
+        train = time_training(corpus, args.bs, args.sl, args.batches)
+        time_reading(train, args.bs, args.sl)
         mem = rss()
         print(f"memory:    {fmt(mem)}")
         print(f"result:    peak resident memory {mem['peak'] / 1024:.2f} GiB "
