@@ -16,6 +16,7 @@ from looplm.errors import LooplmError
 from looplm.reproduce.borborzan import reproduce_borborzan
 from looplm.reproduce.chapter12 import reproduce_chapter12
 from looplm.reproduce.pool import run_side_by_side, threads_per_job
+from looplm.reproduce.report import environment_line
 
 
 def test_two_jobs_give_the_curves_of_one_process_with_one_thread():
@@ -34,6 +35,8 @@ def test_two_jobs_give_the_curves_of_one_process_with_one_thread():
         assert a.errors == b.errors and a.errors is not None  # analysed once, on the first seed
         assert all(c[-1] > 0.25 for c in a.curves.values())  # they learned (the most frequent token: 0.15)
     assert side_by_side.jobs == 2 and 0 < side_by_side.wall_seconds
+    each = threads_per_job(2)
+    assert f"(2 runs at a time, {each} torch thread(s) each)" in environment_line([0, 1], side_by_side.jobs)
     assert side_by_side.seconds_per_seed[0] == pytest.approx(sum(m.seconds[0] for m in side_by_side.models))
 
 

@@ -224,7 +224,8 @@ def reproduce_borborzan(
         log(f"seed {task.seed}  {task.run.title:<10} valid loss {outcome.losses[-1]:.4f}  "
             f"accuracy {outcome.accuracies[-1]:.4f}  {outcome.seconds:6.1f} s")
     limits, entropies = limits_of(corpus.valid_tokens.numpy(), runs, limit_games)
-    return BorborzanResult(seeds, games, list(results.values()), limits, entropies, epochs, environment_line(seeds))
+    return BorborzanResult(seeds, games, list(results.values()), limits, entropies, epochs,
+                           environment_line(seeds, jobs))
 
 
 def scored_text(trained: TrainResult, cfg: TrainConfig, corpus: Corpus) -> dict[str, int]:

@@ -14,6 +14,7 @@ from looplm import __version__
 from looplm.atomic import atomic_write_text
 from looplm.plots import plot_accuracy_by_model
 from looplm.reproduce.chapter12 import TWINS, Chapter12Result, ModelResult
+from looplm.reproduce.pool import threads_per_job
 
 FASTAI_SECONDS = "126-145"
 AGREE, CLOSE = 0.001, 0.005  # valid accuracy: twins "agree" at an epoch within AGREE, stay close within CLOSE
@@ -29,10 +30,12 @@ def pm(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
 
-def environment_line(seeds: list[int]) -> str:
-    """What ran the reproduction: versions, machine, threads, seeds."""
+def environment_line(seeds: list[int], jobs: int = 1) -> str:
+    """What ran the reproduction: versions, machine, threads (and runs at a time), seeds."""
+    threads = (f"{torch.get_num_threads()} torch threads" if jobs == 1 else
+               f"{jobs} runs at a time, {threads_per_job(jobs)} torch thread(s) each")
     return (f"looplm {__version__}, torch {torch.__version__}, {platform.machine()} with {os.cpu_count()} CPUs "
-            f"({torch.get_num_threads()} torch threads); seeds {', '.join(map(str, seeds))}.")
+            f"({threads}); seeds {', '.join(map(str, seeds))}.")
 
 
 def _results_table(res: Chapter12Result) -> list[str]:
@@ -163,7 +166,7 @@ def write_report(res: Chapter12Result, out: str | Path) -> Path:
     lines = [
         "# Chapter 12 reproduced: A Language Model from Scratch",
         "",
-        environment_line(res.seeds),
+        environment_line(res.seeds, res.jobs),
         "",
         "Final and best valid accuracy (mean ± standard deviation over seeds) beside the book's figure and",
         "beside fastai 2.8.12 running the chapter's own code on a 2-core CPU (mean of seeds 0, 1, 2).",
