@@ -194,24 +194,24 @@ def reproduce_chapter12(
     for recipe in runs:
         recipe.config(seeds[0], device, precision).validate()  # fail before training, not after
     corpus = load_corpus("human-numbers")
-    results = [ModelResult(recipe) for recipe in runs]
+    results = {recipe.model: ModelResult(recipe) for recipe in runs}
     trained_names = {recipe.model for recipe in runs}
     same_init = {twin: same_initial_weights(*twin, len(corpus.vocab), seeds[0])
                  for twin in TWINS if set(twin) <= trained_names}
     tasks = [RunTask(result.recipe, seed, device, precision, analyse=seed == seeds[0], progress=progress and jobs == 1)
-             for seed in seeds for result in results]
+             for seed in seeds for result in results.values()]
     start = time.perf_counter()
     for task, outcome in run_tasks(train_task, tasks, jobs, cost=RunTask.cost):
-        result = results[[r.recipe for r in results].index(task.recipe)]
+        result = results[task.recipe.model]
         result.curves[task.seed], result.seconds[task.seed] = outcome.curve, outcome.seconds
         result.bits_per_byte[task.seed] = outcome.bits_per_byte
         result.errors = outcome.errors if task.analyse else result.errors
         log(f"seed {task.seed}  {task.recipe.title:<20} final {outcome.curve[-1]:.4f}  "
             f"best {max(outcome.curve):.4f}  {outcome.seconds:5.1f} s")
     wall = time.perf_counter() - start
-    seconds_per_seed = {seed: sum(r.seconds[seed] for r in results) for seed in seeds}
+    seconds_per_seed = {seed: sum(r.seconds[seed] for r in results.values()) for seed in seeds}
     side_by_side = f" ({jobs} at a time, {threads_per_job(jobs)} thread(s) each)" if jobs > 1 else ""
     log(f"all {len(tasks)} runs in {wall:.1f} s{side_by_side}")
-    return Chapter12Result(seeds, corpus.describe()["baseline_accuracy"], results, seconds_per_seed, epochs,
-                           same_init, jobs, wall)
+    return Chapter12Result(seeds, corpus.describe()["baseline_accuracy"], list(results.values()), seconds_per_seed,
+                           epochs, same_init, jobs, wall)
 
