@@ -73,6 +73,21 @@ def test_only_tbptt_under_data_parallel_restarts_its_epoch():
     assert Windows(16, overlap=4).resumable_mid_epoch(2) and Chunks().resumable_mid_epoch(2)
 
 
+@pytest.mark.slow
+def test_a_mid_epoch_tbptt_checkpoint_refuses_nproc_and_changes_nothing(tmp_path):
+    """One process's stream holds every row; ranks would each need their own part of it."""
+    import subprocess
+    import sys
+
+    _, run = interrupted(tmp_path, WALKS["tbptt-recompute"])
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    proc = subprocess.run([sys.executable, "-m", "looplm", "train", "--resume", str(run), "--nproc", "2", "--quiet"],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "resume it without --nproc" in proc.stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_a_checkpoint_missing_any_part_of_the_stream_is_refused(tmp_path):
     """Every tensor and number of the saved stream, taken away or made inconsistent in turn:
     resume refuses in one LooplmError before training, never crashes later or trains from a

@@ -345,6 +345,9 @@ class Learner:
             raise LooplmError(f"the checkpoint's optimiser state does not fit this model ({err}): "
                               "resume is not possible, retrain") from None
         torch.set_rng_state(rng)
+        if snap.strategy and not self.strategy.resumable_mid_epoch(self.dist.world_size):
+            raise LooplmError(f"the checkpoint was taken in the middle of epoch {snap.epoch} by one process, whose "
+                              f"{type(self.strategy).__name__} walk holds all the rows: resume it without --nproc")
         self.strategy.restore(self, {k: v.to(self.device) if isinstance(v, Tensor) else v
                                      for k, v in snap.strategy.items()})
 
