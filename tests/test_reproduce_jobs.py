@@ -87,7 +87,8 @@ def test_ctrl_c_stops_the_workers_with_one_line_130_and_no_report(tmp_path):
     out = tmp_path / "ch12"
     proc = subprocess.Popen([sys.executable, "-m", "looplm", "reproduce", "chapter12", "--jobs", "2", "--quiet",
                              "--only", "lm1,lm4,lm7", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=catch_sigint)
     first = proc.stdout.readline()  # lm7 and lm4 start first; lm4 ends first, lm7 is still training
     os.killpg(proc.pid, signal.SIGINT)
     rest, err = proc.communicate(timeout=120)
@@ -96,6 +97,13 @@ def test_ctrl_c_stops_the_workers_with_one_line_130_and_no_report(tmp_path):
     assert err == "looplm: interrupted\n"
     assert not (out / "REPORT.md").exists()
     assert live_processes_in_group(proc.pid) == []  # no worker outlives the command
+
+
+def catch_sigint() -> None:
+    """In the child: SIGINT as at a terminal. A suite started in the background by a non-interactive
+    shell inherits SIGINT ignored, and Python then leaves it ignored (as it should: a background
+    job is not stopped by the terminal's Ctrl-C), so the command would run to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def live_processes_in_group(pgid: int) -> list[int]:
