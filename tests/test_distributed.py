@@ -7,6 +7,7 @@ The ranks are real processes: ``python -m looplm train`` started with torchrun's
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -127,6 +128,30 @@ def test_interrupted_job_resumes_to_the_uninterrupted_weights(tmp_path):
     assert main(["train", "--resume", str(tmp_path / "alone"), "--quiet"]) == 0
     for resumed in (run, tmp_path / "alone"):
         assert max_difference(tmp_path / "one", resumed) < 1e-6
+        assert valid_losses(resumed) == pytest.approx(valid_losses(tmp_path / "one"), abs=1e-6)
+
+
+def test_an_interrupted_tbptt_job_resumes_mid_epoch_to_the_uninterrupted_weights(tmp_path):
+    """TBPTT(8, 24): each rank's stream holds its rows of the windows' states and inputs; the
+    checkpoint gathers them, and a resumed rank (or one process) takes its own again."""
+    argv = [*SMALL, "--epochs", "2", "--k1", "8", "--k2", "24", "--tbptt-mode", "recompute"]
+    run = tmp_path / "ddp"
+    job = start_ranks([["train", *argv, "--out", str(run)]] * 2)
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while latest_checkpoint(run) is None and time.monotonic() < deadline and job[1].poll() is None:
+        time.sleep(0.05)
+    job[1].send_signal(signal.SIGINT)
+    single_process(tmp_path / "one", argv)
+    results = finish(job)
+    assert [code for code, _, _ in results] == [130, 130], results[0][2]
+    assert json.loads((latest_checkpoint(run) / "trainer.json").read_text())["batch"] > 0  # inside an epoch
+    shutil.copytree(run, tmp_path / "alone")
+    for code, out, err in finish(start_ranks([["train", "--resume", str(run), "--quiet"]] * 2)):
+        assert code == 0, err
+    assert main(["train", "--resume", str(tmp_path / "alone"), "--quiet"]) == 0
+    differences = [max_difference(tmp_path / "one", resumed) for resumed in (run, tmp_path / "alone")]
+    assert max(differences) < 1e-6, differences
+    for resumed in (run, tmp_path / "alone"):
         assert valid_losses(resumed) == pytest.approx(valid_losses(tmp_path / "one"), abs=1e-6)
 
 

@@ -67,25 +67,28 @@ def test_stored_mode_resumes_within_one_stale_window(tmp_path):
     assert second[2] > 0.3
 
 
-def test_only_tbptt_under_data_parallel_restarts_its_epoch():
-    """Each rank's stream holds its own rows; rank 0's checkpoint cannot hold them all."""
-    assert TBPTT(4, 8).resumable_mid_epoch(1) and not TBPTT(4, 8).resumable_mid_epoch(2)
-    assert Windows(16, overlap=4).resumable_mid_epoch(2) and Chunks().resumable_mid_epoch(2)
+def test_the_streams_rows_are_named_for_a_job_to_gather():
+    """A job's checkpoint gathers each rank's rows of the stream: the inputs' and targets' dim 0,
+    the states' dim 1 (as the learner's hidden state); the anchors' positions are shared."""
+    from looplm.tbptt import TBPTTStream
 
+    model = torch.nn.LSTM(3, 5, 2)
 
-@pytest.mark.slow
-def test_a_mid_epoch_tbptt_checkpoint_refuses_nproc_and_changes_nothing(tmp_path):
-    """One process's stream holds every row; ranks would each need their own part of it."""
-    import subprocess
-    import sys
+    def forward(x, state):  # x (bs, steps) of ids -> out (bs, steps, 5), state (2, bs, 5) twice
+        out, state = model(x.float().unsqueeze(-1).expand(*x.shape, 3).transpose(0, 1), state)
+        return out.transpose(0, 1), state
 
-    _, run = interrupted(tmp_path, WALKS["tbptt-recompute"])
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    proc = subprocess.run([sys.executable, "-m", "looplm", "train", "--resume", str(run), "--nproc", "2", "--quiet"],
-                          capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "resume it without --nproc" in proc.stderr
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    stream = TBPTTStream(model, 2, 6, loss_fn=lambda out, y: out.pow(2).sum(), forward=forward)
+    x = torch.randint(0, 4, (4, 10))
+    for _ in stream.feed(x, x):
+        pass
+    sd = stream.state_dict()
+    dims = TBPTT(2, 6).row_dims(sd)
+    assert dims["history.inputs"] == dims["history.targets"] == 0 and "anchors" not in dims
+    states = [k for k in dims if k.startswith(("end_state.", "anchor."))]
+    assert states and all(dims[k] == 1 and sd[k].shape[1] == 4 for k in states)
+    assert set(dims) == {k for k, v in sd.items() if isinstance(v, torch.Tensor)} - {"anchors"}
+    assert Windows(16, overlap=4).row_dims({}) == {} and Chunks().row_dims({}) == {}
 
 
 def test_a_checkpoint_missing_any_part_of_the_stream_is_refused(tmp_path):

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,10 +93,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 class TrainingInterrupted(Exception):
     """Ctrl-C during training: a checkpoint was written to ``path``."""
 
-    def __init__(self, path: Path, epoch: int, batch: int, restart: bool = False):
-        where = (f"interrupted during epoch {epoch}, which a resumed run starts again; checkpoint in {path}"
-                 if restart else f"interrupted at epoch {epoch}, batch {batch}: checkpoint saved in {path}")
-        super().__init__(where)
+    def __init__(self, path: Path, epoch: int, batch: int):
+        super().__init__(f"interrupted at epoch {epoch}, batch {batch}: checkpoint saved in {path}")
         self.path = path
 
 
@@ -279,20 +276,8 @@ class Checkpointer(Callback):
     def after_batch(self, learn: Learner) -> None:
         if not learn.dist.should_stop(self.stop_requested, learn.train_iter):
             return
-        if learn.strategy.resumable_mid_epoch(learn.dist.world_size):
-            path = self._save(learn)
-            raise TrainingInterrupted(path, learn.epoch, learn.batch)
-        # a walk this job cannot save (TBPTT's stream, whose state each rank holds for its own
-        # rows) restarts its epoch: keep the checkpoint of the last finished epoch
-        path = latest_checkpoint(self.run_dir)
-        if not learn.dist.is_main:
-            raise KeyboardInterrupt
-        if path is None:
-            print(f"looplm: stopped during the first epoch of {self.run_dir}; this training strategy "
-                  "checkpoints at the end of each epoch, so there is nothing to resume: train again",
-                  file=sys.stderr)
-            raise KeyboardInterrupt
-        raise TrainingInterrupted(path, learn.epoch, 0, restart=True)
+        path = self._save(learn)
+        raise TrainingInterrupted(path, learn.epoch, learn.batch)
 
 
 @contextmanager

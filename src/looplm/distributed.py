@@ -169,6 +169,14 @@ class Distributed:
         """This rank's rows of a full state (.., bs, ..) -> (.., bs/n, ..)."""
         return state
 
+    def gather_rows(self, t: Tensor, dim: int) -> Tensor:
+        """The ranks' ``t`` joined on ``dim``, the batch's dim (in rank order)."""
+        return t
+
+    def own_rows(self, t: Tensor, dim: int, what: str) -> Tensor:
+        """This rank's share of the batch dim ``dim`` of a full ``t``; ``what`` names it in an error."""
+        return t
+
     def gather_rngs(self) -> tuple[Tensor, ...]:
         """Every rank's CPU RNG state, in rank order, for checkpoints (one process: none
         beyond the checkpoint's own ``rng``)."""
@@ -245,25 +253,27 @@ class TorchrunJob(Distributed):
             for t in [*module.parameters(), *module.buffers()]:
                 tdist.broadcast(t.data, src=0, group=self.group)
 
-    @_collective
     def gather_state(self, state: State) -> State:
-        def gather(t: Tensor) -> Tensor:
-            t = t.contiguous()
-            parts = [torch.empty_like(t) for _ in range(self.world_size)]
-            tdist.all_gather(parts, t, group=self.group)
-            return torch.cat(parts, dim=1)
-
-        return map_state(state, gather)
+        return map_state(state, lambda t: self.gather_rows(t, 1))
 
     def rows_of(self, state: State) -> State:
-        def rows(t: Tensor) -> Tensor:
-            if t.shape[1] % self.world_size:
-                raise LooplmError(f"the checkpoint's hidden state has {t.shape[1]} rows, not divisible by "
-                                  f"the world size {self.world_size}: resume with --bs {t.shape[1]}")
-            n = t.shape[1] // self.world_size
-            return t[:, self.rank * n : (self.rank + 1) * n].contiguous()
+        return map_state(state, lambda t: self.own_rows(t, 1, "hidden state"))
 
-        return map_state(state, rows)
+    @_collective
+    def gather_rows(self, t: Tensor, dim: int) -> Tensor:
+        # gloo gathers no narrow integers (a uint16 memmap's ids): such tensors travel as int64
+        wide = t.to(torch.int64) if not t.is_floating_point() and t.dtype != torch.int64 else t
+        wide = wide.contiguous()
+        parts = [torch.empty_like(wide) for _ in range(self.world_size)]
+        tdist.all_gather(parts, wide, group=self.group)
+        return torch.cat(parts, dim=dim).to(t.dtype)
+
+    def own_rows(self, t: Tensor, dim: int, what: str) -> Tensor:
+        if t.shape[dim] % self.world_size:
+            raise LooplmError(f"the checkpoint's {what} has {t.shape[dim]} rows, not divisible by "
+                              f"the world size {self.world_size}: resume with --bs {t.shape[dim]}")
+        n = t.shape[dim] // self.world_size
+        return t.narrow(dim, self.rank * n, n).contiguous()
 
     @_collective
     def gather_rngs(self) -> tuple[Tensor, ...]:

@@ -330,8 +330,14 @@ class Learner:
             epoch=self.epoch, batch=self.batch, train_iter=self.train_iter,
             history=[m.as_dict() for m in self.history], loss_sum=loss_sum.item(),
             state=state, optimizer=self.opt.state_dict(), rng=torch.get_rng_state(), rank_rngs=rngs,
-            strategy=self.strategy.state_dict(),
+            strategy=self._walk_state(),
         )
+
+    def _walk_state(self) -> dict:
+        """The strategy's walk, with every rank's rows of it (see :meth:`Strategy.row_dims`)."""
+        walk = self.strategy.state_dict()
+        dims = self.strategy.row_dims(walk)
+        return {k: self.dist.gather_rows(v, dims[k]) if k in dims else v for k, v in walk.items()}
 
     def _restore(self, snap: TrainerSnapshot) -> None:
         self.epoch, self.batch, self.train_iter = snap.epoch, snap.batch, snap.train_iter
@@ -345,11 +351,10 @@ class Learner:
             raise LooplmError(f"the checkpoint's optimiser state does not fit this model ({err}): "
                               "resume is not possible, retrain") from None
         torch.set_rng_state(rng)
-        if snap.strategy and not self.strategy.resumable_mid_epoch(self.dist.world_size):
-            raise LooplmError(f"the checkpoint was taken in the middle of epoch {snap.epoch} by one process, whose "
-                              f"{type(self.strategy).__name__} walk holds all the rows: resume it without --nproc")
-        self.strategy.restore(self, {k: v.to(self.device) if isinstance(v, Tensor) else v
-                                     for k, v in snap.strategy.items()})
+        walk, dims = snap.strategy, self.strategy.row_dims(snap.strategy)
+        self.strategy.restore(self, {k: self.dist.own_rows(v.to(self.device), dims[k], "TBPTT stream") if k in dims
+                                     else v.to(self.device) if isinstance(v, Tensor) else v
+                                     for k, v in walk.items()})
 
     @torch.no_grad()
     def validate(self, data: StreamBatches | None = None) -> tuple[float, float]:

@@ -59,10 +59,6 @@ class Strategy:
     windows reach back before it) gives that as ``state_dict()`` for a checkpoint taken
     between two updates, and takes it back with ``restore`` before the epoch resumes."""
 
-    def resumable_mid_epoch(self, world_size: int) -> bool:
-        """Can an epoch of a job of ``world_size`` processes resume at any update index?"""
-        return True
-
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         raise NotImplementedError
 
@@ -71,6 +67,11 @@ class Strategy:
 
     def state_dict(self) -> dict[str, Tensor | int | str]:
         """Where the epoch's walk is, beyond the update index (empty: nothing more)."""
+        return {}
+
+    def row_dims(self, sd: dict[str, Tensor | int | str]) -> dict[str, int]:
+        """The batch dim of each tensor of ``sd`` that holds rows of the batch (a job's ranks each
+        hold their share of them: the checkpoint gathers them and a resumed rank takes its own)."""
         return {}
 
     def restore(self, learn: Trainee, sd: dict[str, Tensor | int | str]) -> None:
@@ -170,9 +171,6 @@ class TBPTT(_StreamStrategy):
         self._stream: TBPTTStream | None = None  # this epoch's, while it runs
         self._resumed: TBPTTStream | None = None  # restored from a checkpoint, for the next epoch start
 
-    def resumable_mid_epoch(self, world_size: int) -> bool:
-        return world_size == 1  # the stream's state holds this process's rows only
-
     def n_updates(self, data: StreamBatches, epoch: int) -> int:
         return Schedule(data.inputs.shape[1], self.k1, self.k2).n_updates
 
@@ -196,6 +194,12 @@ class TBPTT(_StreamStrategy):
 
     def state_dict(self) -> dict[str, Tensor | int | str]:
         return {} if self._stream is None else self._stream.state_dict()
+
+    def row_dims(self, sd: dict[str, Tensor | int | str]) -> dict[str, int]:
+        # the inputs and targets: (bs, steps); the states at the windows' starts: rows on dim 1, as
+        # the learner's carried state (n_layers, bs, n_hidden); "anchors" lists positions
+        return {k: 0 if k.startswith("history.") else 1 for k, v in sd.items()
+                if isinstance(v, Tensor) and k != "anchors"}
 
     def restore(self, learn: Trainee, sd: dict[str, Tensor | int | str]) -> None:
         if not sd:
