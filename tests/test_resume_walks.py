@@ -56,6 +56,19 @@ def test_resumed_mid_epoch_equals_straight(tmp_path, walk):
     assert rows(straight.learner)[-1][2] > 0.3  # it learned (the most frequent token: 0.15)
 
 
+@pytest.mark.parametrize("walk", ["tbptt-recompute", "tbptt-k2-below-k1", "windows-burn-in"])
+def test_stopped_after_the_last_update_of_an_epoch_resumes_to_straight(tmp_path, walk):
+    """Ctrl-C after an epoch's last update (its stride may be short), before its validation."""
+    cfg = TrainConfig(**BASE, strategy=WALKS[walk])
+    straight = train(cfg, log=None, progress=False)
+    per_epoch = straight.learner.strategy.n_updates(straight.learner.train_data, 0)
+    assert straight.learner.train_data.inputs.shape[1] % 12  # TBPTT(12, 5)'s last stride is short
+    with pytest.raises(TrainingInterrupted, match=f"interrupted at epoch 0, batch {per_epoch}"):
+        train(cfg, out=tmp_path / "run", log=None, progress=False, cbs=[CtrlCAt(per_epoch)])
+    resumed = resume_training(tmp_path / "run", log=None, progress=False)
+    assert rows(resumed.learner) == rows(straight.learner)
+
+
 def test_stored_mode_resumes_within_one_stale_window(tmp_path):
     """stored re-runs the first window after the resume with the current weights (the straight run
     reused the graph of earlier weights) and draws its dropout masks anew: close, not equal."""

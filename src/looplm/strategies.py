@@ -180,7 +180,7 @@ class TBPTT(_StreamStrategy):
 
     def _generator(self, learn: Trainee, data: StreamBatches, start: int):
         stream, self._resumed = (self._resumed, None) if start else (self._new_stream(learn), None)
-        if stream is None or stream.position != Schedule(data.inputs.shape[1], self.k1, self.k2).stride(start)[0]:
+        if stream is None or stream.position != min(start * self.k1, data.inputs.shape[1]):
             raise LooplmError(f"cannot resume TBPTT at update {start}: the checkpoint's stream is not there "
                               "(a checkpoint of another run or setting); resume is not possible, retrain")
         self._stream = stream
