@@ -163,11 +163,11 @@ class Distributed:
 
     def gather_state(self, state: State) -> State:
         """The ranks' states (.., bs/n, ..) joined on the batch dim into (.., bs, ..)."""
-        return state
+        return map_state(state, lambda t: self.gather_rows(t, 1))
 
     def rows_of(self, state: State) -> State:
         """This rank's rows of a full state (.., bs, ..) -> (.., bs/n, ..)."""
-        return state
+        return map_state(state, lambda t: self.own_rows(t, 1, "hidden state"))
 
     def gather_rows(self, t: Tensor, dim: int) -> Tensor:
         """The ranks' ``t`` joined on ``dim``, the batch's dim (in rank order)."""
@@ -252,12 +252,6 @@ class TorchrunJob(Distributed):
         with torch.no_grad():
             for t in [*module.parameters(), *module.buffers()]:
                 tdist.broadcast(t.data, src=0, group=self.group)
-
-    def gather_state(self, state: State) -> State:
-        return map_state(state, lambda t: self.gather_rows(t, 1))
-
-    def rows_of(self, state: State) -> State:
-        return map_state(state, lambda t: self.own_rows(t, 1, "hidden state"))
 
     @_collective
     def gather_rows(self, t: Tensor, dim: int) -> Tensor:

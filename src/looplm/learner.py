@@ -339,6 +339,12 @@ class Learner:
         dims = self.strategy.row_dims(walk)
         return {k: self.dist.gather_rows(v, dims[k]) if k in dims else v for k, v in walk.items()}
 
+    def _own_walk(self, walk: dict) -> dict:
+        """A checkpoint's strategy walk on this device, with this rank's share of its rows."""
+        dims = self.strategy.row_dims(walk)
+        on_device = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in walk.items()}
+        return {k: self.dist.own_rows(v, dims[k], "strategy's walk") if k in dims else v for k, v in on_device.items()}
+
     def _restore(self, snap: TrainerSnapshot) -> None:
         self.epoch, self.batch, self.train_iter = snap.epoch, snap.batch, snap.train_iter
         self.history = [EpochMetrics(**row) for row in snap.history]
@@ -351,10 +357,7 @@ class Learner:
             raise LooplmError(f"the checkpoint's optimiser state does not fit this model ({err}): "
                               "resume is not possible, retrain") from None
         torch.set_rng_state(rng)
-        walk, dims = snap.strategy, self.strategy.row_dims(snap.strategy)
-        self.strategy.restore(self, {k: self.dist.own_rows(v.to(self.device), dims[k], "TBPTT stream") if k in dims
-                                     else v.to(self.device) if isinstance(v, Tensor) else v
-                                     for k, v in walk.items()})
+        self.strategy.restore(self, self._own_walk(snap.strategy))
 
     @torch.no_grad()
     def validate(self, data: StreamBatches | None = None) -> tuple[float, float]:

@@ -179,7 +179,8 @@ class TBPTT(_StreamStrategy):
         return TBPTTStream(learn.model, self.k1, self.k2, loss_fn, self.mode, forward=forward)
 
     def _generator(self, learn: Trainee, data: StreamBatches, start: int):
-        stream, self._resumed = (self._resumed, None) if start else (self._new_stream(learn), None)
+        stream = self._resumed if start else self._new_stream(learn)
+        self._resumed = None
         if stream is None or stream.position != min(start * self.k1, data.inputs.shape[1]):
             raise LooplmError(f"cannot resume TBPTT at update {start}: the checkpoint's stream is not there "
                               "(a checkpoint of another run or setting); resume is not possible, retrain")
